@@ -1,0 +1,65 @@
+using System.Reflection;
+
+namespace Srlm.Cli;
+
+/// <summary>One verb of srlm (or a verb group such as "bench" whose first argument picks the action).</summary>
+public interface ICommand
+{
+    /// <summary>The verb as typed, e.g. "generate".</summary>
+    string Name { get; }
+
+    /// <summary>One line for `srlm --help`.</summary>
+    string Summary { get; }
+
+    /// <summary>Runs the verb with the arguments after it; returns the process exit code.</summary>
+    Task<int> RunAsync(string[] args, CancellationToken cancel);
+}
+
+/// <summary>A mistake of the user's (bad flag, missing file, bad spec): printed as one line, no stack trace.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+public static class CommandLine
+{
+    public static IReadOnlyList<ICommand> Commands { get; } = typeof(CommandLine).Assembly.GetTypes()
+        .Where(t => typeof(ICommand).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
+        .Select(t => (ICommand)Activator.CreateInstance(t)!)
+        .OrderBy(c => c.Name, StringComparer.Ordinal)
+        .ToList();
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.WriteLine("usage: srlm <verb> [options]\n");
+            foreach (var c in Commands) Console.WriteLine($"  {c.Name,-10} {c.Summary}");
+            return args.Length == 0 ? 2 : 0;
+        }
+        if (args[0] == "--version")
+        {
+            Console.WriteLine(typeof(CommandLine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0");
+            return 0;
+        }
+        var command = Commands.FirstOrDefault(c => c.Name == args[0]);
+        if (command is null)
+        {
+            Console.Error.WriteLine($"srlm: unknown verb '{args[0]}' (srlm --help lists them)");
+            return 2;
+        }
+        using var cts = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
+        try
+        {
+            return await command.RunAsync(args[1..], cts.Token);
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"srlm {command.Name}: {e.Message}");
+            return 2;
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"srlm {command.Name}: cancelled");
+            return 130;
+        }
+    }
+}
