@@ -8,7 +8,7 @@ namespace Srlm.Model.Tokenization;
 
 /// <summary>A Hugging Face tokenizer.json with a BPE model: normalizer, pre-tokenizer (ByteLevel, Metaspace,
 /// Split, Whitespace, Digits, Sequence), byte fallback, and added tokens that are split out before BPE.
-/// Anything else in the file is a CheckpointException naming it, not a silent approximation.</summary>
+/// Anything else in the file is a CheckpointException naming it, not a silent approximation. Thread-safe.</summary>
 public sealed class HfTokenizer : ITokenizer
 {
     private readonly string _path;
@@ -27,7 +27,7 @@ public sealed class HfTokenizer : ITokenizer
     private readonly Regex? _addedPattern;
     private readonly Dictionary<string, AddedToken> _added = new(StringComparer.Ordinal);
     private readonly HashSet<int> _special = new();
-    private readonly Dictionary<string, int[]> _wordCache = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _wordCache = new(StringComparer.Ordinal); // Encode may be called from many threads
 
     private sealed record AddedToken(int Id, string Content, bool Special, bool LStrip, bool RStrip);
     private readonly record struct Piece(string Text, bool First);
