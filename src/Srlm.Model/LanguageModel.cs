@@ -23,10 +23,10 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
     {
         if (!System.IO.Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, Checkpoint.ConfigFile));
-        var tokenizer = TokenizerFiles.Load(dir);
+        var tokenizer = Tokenizers.Load(dir);
         if (tokenizer.VocabSize > config.VocabSize)
-            throw new CheckpointException(Path.Combine(dir, TokenizerFiles.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
-        var template = PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, TokenizerFiles.ConfigFile)), tokenizer);
+            throw new CheckpointException(Path.Combine(dir, Tokenizers.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
+        var template = PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
         var generation = Checkpoint.LoadGenerationSettings(dir);
         var model = Checkpoint.LoadModel(dir, dtype);
         return new LanguageModel(model, tokenizer, template, generation, dir);

@@ -1,9 +1,11 @@
+extern alias hftokenizers;
 using Srlm.Model.Tokenization;
 
 namespace Srlm.Tests.Model;
 
 /// <summary>The Hugging Face tokenizers library (its Rust core, through Tokenizers.DotNet) is the reference:
-/// files we write load there, and our reader gives its ids on files in the formats real checkpoints use.</summary>
+/// files we write load there, and our reader gives its ids on files in the formats real checkpoints use.
+/// It is referenced under an extern alias: its root namespace "Tokenizers" would hide Srlm.Model.Tokenization.Tokenizers.</summary>
 public class HfTokenizersCompatibilityTests
 {
     private static readonly string[] Texts =
@@ -13,7 +15,7 @@ public class HfTokenizersCompatibilityTests
 
     private static void SameIdsAsHuggingFace(string dir, ITokenizer ours)
     {
-        using var hf = new Tokenizers.DotNet.Tokenizer(Path.Combine(dir, TokenizerFiles.JsonFile));
+        using var hf = new hftokenizers::Tokenizers.DotNet.Tokenizer(Path.Combine(dir, Tokenizers.JsonFile));
         foreach (var text in Texts)
         {
             // HF's encode applies the post-processor (BOS for these files), as our addBos does.
@@ -28,7 +30,7 @@ public class HfTokenizersCompatibilityTests
         var dir = TestModels.TempDir("hfbpe");
         var tok = TokenizerBuilder.TrainBpe("the cat sat on the mat. the dog sat on the log. 123 hello there", 300, ["<|im_start|>"]);
         tok.Save(dir);
-        SameIdsAsHuggingFace(dir, TokenizerFiles.Load(dir));
+        SameIdsAsHuggingFace(dir, Tokenizers.Load(dir));
     }
 
     [Fact]
@@ -37,14 +39,14 @@ public class HfTokenizersCompatibilityTests
         var dir = TestModels.TempDir("hfchar");
         var tok = TokenizerBuilder.CharLevel("the cat sat on the mat. hello");
         tok.Save(dir);
-        SameIdsAsHuggingFace(dir, TokenizerFiles.Load(dir));
+        SameIdsAsHuggingFace(dir, Tokenizers.Load(dir));
     }
 
     [Fact]
     public void Llama_style_tokenizer_json_gives_the_same_ids_as_HF_tokenizers()
     {
         var dir = TestModels.TempDir("hfllama");
-        File.WriteAllText(Path.Combine(dir, TokenizerFiles.JsonFile), TokenizerTests.LlamaStyleJson());
-        SameIdsAsHuggingFace(dir, TokenizerFiles.Load(dir));
+        File.WriteAllText(Path.Combine(dir, Tokenizers.JsonFile), TokenizerTests.LlamaStyleJson());
+        SameIdsAsHuggingFace(dir, Tokenizers.Load(dir));
     }
 }

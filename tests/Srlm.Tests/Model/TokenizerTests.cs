@@ -130,7 +130,7 @@ public class TokenizerTests
         var dir = TestModels.TempDir("tok");
         var tok = TokenizerBuilder.TrainBpe(Corpus, 300);
         tok.Save(dir);
-        var back = TokenizerFiles.Load(dir);
+        var back = Tokenizers.Load(dir);
         const string text = "the dog sat on 42 logs 🙂";
         Assert.Equal(tok.Encode(text), back.Encode(text));
         Assert.Equal(tok.PadId, back.PadId);
@@ -143,7 +143,7 @@ public class TokenizerTests
     {
         var dir = TestModels.TempDir("tokbad");
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
-        var e = Assert.Throws<CheckpointException>(() => TokenizerFiles.Load(dir));
+        var e = Assert.Throws<CheckpointException>(() => Tokenizers.Load(dir));
         Assert.Contains("tokenizer.json", e.Message);
         Assert.Contains("WordPiece", e.Message);
         Assert.DoesNotContain("\n", e.Message);
