@@ -113,3 +113,39 @@ public sealed class StoreResilienceTests
         Assert.Equal(6, calls); // 1 try + 5 retries, then the error surfaces
     }
 }
+
+public sealed class StoreSetCheckpointTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public async Task A_checkpoint_put_through_the_store_set_is_recorded_and_verified_against_the_record()
+    {
+        await using var set = await StoreFactory.FromEnvironmentAsync(new Hashtable { ["SRLM_STORE"] = "sqlite://" + _dir.File("s.db") });
+        var src = Directory.CreateDirectory(_dir.File("m1")).FullName;
+        File.WriteAllText(Path.Combine(src, "config.json"), "{}");
+        File.WriteAllBytes(Path.Combine(src, "model.safetensors"), new byte[4096]);
+        var template = new CheckpointRecord { Id = "r/m1", RunId = "r", Iteration = 1, ParentCheckpointId = "r/m0", Location = "", Files = [], Origin = "sft" };
+
+        var (record, outcome) = await set.PutCheckpointAsync(template, src);
+        Assert.Equal(WriteOutcome.Inserted, outcome);
+        Assert.Equal(2, record.Files.Count);
+        Assert.Equal(WriteOutcome.Unchanged, (await set.PutCheckpointAsync(template, src)).Outcome);
+        Assert.Equal(record.Files, (await set.Artifacts.GetAsync<CheckpointRecord>("r/m1"))!.Files);
+
+        var dir = await set.MaterializeCheckpointAsync("r/m1");
+        Assert.True(File.Exists(Path.Combine(dir, "model.safetensors")));
+
+        // The store's own manifest and file rewritten together: the artifact record still catches it.
+        File.WriteAllText(Path.Combine(dir, "config.json"), """{"tampered":true}""");
+        var manifestPath = Path.Combine(dir, CheckpointFiles.ManifestName);
+        var m = ArtifactJson.Read<CheckpointManifest>(File.ReadAllText(manifestPath));
+        var fixedUp = m with { Files = m.Files.Select(f => f.Path == "config.json" ? CheckpointFiles.HashAsync(dir, f.Path, default).Result : f).ToList() };
+        File.WriteAllText(manifestPath, ArtifactJson.Serialize(fixedUp));
+        await set.Checkpoints.MaterializeAsync("r/m1"); // consistent with its own manifest...
+        var e = await Assert.ThrowsAsync<StoreIntegrityException>(() => set.MaterializeCheckpointAsync("r/m1"));
+        Assert.Contains("config.json", e.Message);
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => set.MaterializeCheckpointAsync("r/m9"));
+    }
+}
