@@ -654,13 +654,11 @@ public sealed class MongoArtifactStore : IArtifactStore
             var seq = await NextSequenceAsync("journal", token);
             try
             {
-                var headers = new BsonDocument();
-                foreach (var (k, v) in e.Headers) headers[k] = v;
                 await _journal.InsertOneAsync(new BsonDocument
                 {
                     { "_id", e.Id }, { "seq", seq }, { "message_id", e.MessageId }, { "conversation_id", Nullable(e.ConversationId) },
                     { "correlation_id", Nullable(e.CorrelationId) }, { "message_type", e.MessageType }, { "direction", e.Direction.ToString() },
-                    { "endpoint", Nullable(e.Endpoint) }, { "headers", headers }, { "body_json", e.BodyJson }, { "time", e.Time.UtcDateTime },
+                    { "endpoint", Nullable(e.Endpoint) }, { "headers_json", ArtifactJson.Serialize(e.Headers) }, { "body_json", e.BodyJson }, { "time", e.Time.UtcDateTime },
                     { "time_text", ArtifactJson.Time(e.Time) }, { "host", Nullable(e.Host) }, { "run_id", Nullable(e.RunId) }, { "iteration", Nullable(e.Iteration) },
                 }, cancellationToken: token);
                 return WriteOutcome.Inserted;
@@ -698,7 +696,8 @@ public sealed class MongoArtifactStore : IArtifactStore
             MessageType = d["message_type"].AsString,
             Direction = Enum.Parse<JournalDirection>(d["direction"].AsString),
             Endpoint = Str(d, "endpoint"),
-            Headers = d["headers"].AsBsonDocument.Elements.ToDictionary(el => el.Name, el => el.Value.AsString),
+            // Header names may hold '.' or '$', which BSON field names should not: kept as JSON text.
+            Headers = ArtifactJson.Read<Dictionary<string, string>>(d["headers_json"].AsString),
             BodyJson = d["body_json"].AsString,
             Time = ArtifactJson.ParseTime(d["time_text"].AsString),
             Host = Str(d, "host"),

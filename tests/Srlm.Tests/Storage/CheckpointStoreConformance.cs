@@ -129,6 +129,18 @@ public sealed class DirectoryCheckpointStoreTests : CheckpointStoreConformance
     }
 
     [Fact]
+    public void Temporary_folders_of_killed_puts_are_removed_when_old()
+    {
+        Directory.CreateDirectory(Root);
+        var old = Directory.CreateDirectory(Path.Combine(Root, ".tmp-c1-dead")).FullName;
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddDays(-2));
+        var fresh = Directory.CreateDirectory(Path.Combine(Root, ".tmp-c2-live")).FullName;
+        _ = new DirectoryCheckpointStore(Root);
+        Assert.False(Directory.Exists(old));
+        Assert.True(Directory.Exists(fresh));
+    }
+
+    [Fact]
     public async Task Two_concurrent_puts_of_one_checkpoint_store_it_once()
     {
         var store = new DirectoryCheckpointStore(Root);
