@@ -4,8 +4,8 @@ namespace Srlm.Judge;
 
 /// <summary>The LLM-as-a-Judge prompt. A template holds {instruction} and {response}; both are filled
 /// in one pass, so text inside the instruction or response is never treated as a placeholder. The same
-/// formatting turns EFT seed lines into SFT examples, so the model is trained on exactly the prompt it
-/// later judges with.</summary>
+/// filling as Srlm.Training's SeedData.FillJudgeTemplate (values inserted verbatim) turns EFT seed lines
+/// into SFT examples, so the model is trained on exactly the prompt it later judges with.</summary>
 public static partial class JudgePrompt
 {
     /// <summary>Our wording of the paper's additive five-point rubric (Yuan et al. 2024, section 2.1).</summary>
@@ -31,5 +31,5 @@ public static partial class JudgePrompt
     public static string TemplateOf(string? specTemplate) => string.IsNullOrEmpty(specTemplate) ? DefaultTemplate : specTemplate;
 
     public static string Format(string? template, string instruction, string response) =>
-        Placeholder().Replace(TemplateOf(template), m => m.Groups[1].Value == "instruction" ? instruction.Trim() : response.Trim());
+        Placeholder().Replace(TemplateOf(template), m => m.Groups[1].Value == "instruction" ? instruction : response);
 }

@@ -22,7 +22,7 @@ public sealed record RunSpec
 
     public SeedDataSpec SeedData { get; init; } = new();
 
-    /// <summary>Self-rewarding iterations T: the run produces M2..M_{T+1} from M1.</summary>
+    /// <summary>Self-rewarding iterations T: the run produces M2..M_{T+1} from M1. 0 = SFT only (M0 -> M1).</summary>
     public int Iterations { get; init; } = 2;
 
     public PromptsSpec Prompts { get; init; } = new();
@@ -39,8 +39,8 @@ public sealed record RunSpec
     public EvaluationSpec? Evaluation { get; init; }
 }
 
-/// <summary>Where the models come from. Exactly one of Base (M0, SFT'd to M1 inside the run) and M1
-/// (skips SFT). Paths are relative to the spec file; `srlm start` uploads them into the checkpoint
+/// <summary>Where the models come from. Exactly one of Base (M0, SFT'd to M1 inside the run), Init (a new
+/// small model with its own tokenizer, randomly initialised from the run seed, then SFT'd) and M1 (skips SFT). Paths are relative to the spec file; `srlm start` uploads them into the checkpoint
 /// store and the stored spec names checkpoint ids instead (Resolved*).</summary>
 public sealed record ModelsSpec
 {
@@ -50,11 +50,38 @@ public sealed record ModelsSpec
     /// <summary>Folder of an already fine-tuned M1: the run skips SFT.</summary>
     public string? M1 { get; init; }
 
+    /// <summary>A new model trained from scratch inside the run (M0 = random weights).</summary>
+    public ScratchModelSpec? Init { get; init; }
+
     /// <summary>Tokenizer folder or file when the checkpoint folder has none; null = the checkpoint's own.</summary>
     public string? Tokenizer { get; init; }
 
     /// <summary>A fixed model that writes the new prompts (the paper used a separate model); null = M_t.</summary>
     public string? PromptModel { get; init; }
+}
+
+/// <summary>A small Llama-family model made at submission: a tokenizer built from the run's seed text
+/// (character level, or byte-level BPE of VocabSize tokens), a config, and weights drawn from the run seed.</summary>
+public sealed record ScratchModelSpec
+{
+    /// <summary>"char" or "bpe".</summary>
+    public string Tokenizer { get; init; } = "char";
+
+    /// <summary>BPE vocabulary size (ignored for "char").</summary>
+    public int VocabSize { get; init; } = 512;
+
+    public int HiddenSize { get; init; } = 64;
+    public int Layers { get; init; } = 2;
+    public int Heads { get; init; } = 4;
+    public int KvHeads { get; init; } = 4;
+
+    /// <summary>0 = the config's default for the hidden size.</summary>
+    public int IntermediateSize { get; init; }
+
+    public int MaxPositionEmbeddings { get; init; } = 512;
+
+    /// <summary>Prompt template name known to the model library ("plain", "chatml", ...).</summary>
+    public string Template { get; init; } = "plain";
 }
 
 /// <summary>Seed data files (docs/seed-data.md): IFT lines {instruction, answer}; EFT lines
@@ -195,31 +222,51 @@ public sealed record TrainingSpec
     public DpoSpec Dpo { get; init; } = new();
 }
 
-/// <summary>SFT of M0 on IFT+EFT (the paper: 5.5e-6 cosine to 1.1e-6, batch 16, dropout 0.1, loss on answers).</summary>
-public sealed record SftSpec
+/// <summary>Optimizer settings shared by SFT and DPO; mapped one to one onto the training library's
+/// SftOptions / DpoOptions (Srlm.Training), whose defaults for small models these repeat.</summary>
+public abstract record TrainerSpec
 {
-    public double LearningRate { get; init; } = 5.5e-6;
-    public double FinalLearningRate { get; init; } = 1.1e-6;
-    public int BatchSize { get; init; } = 16;
+    public abstract double LearningRate { get; init; }
+
+    /// <summary>Floor of the cosine decay.</summary>
+    public abstract double MinLearningRate { get; init; }
+
+    public int WarmupSteps { get; init; } = 10;
     public int Epochs { get; init; } = 1;
 
-    /// <summary>Stop after this many optimizer steps (null = Epochs decide).</summary>
+    /// <summary>Stop after this many optimizer steps (null = the epochs decide).</summary>
     public int? MaxSteps { get; init; }
 
-    public double Dropout { get; init; } = 0.1;
-    public double WeightDecay { get; init; }
+    /// <summary>Examples (SFT) or pairs (DPO) per optimizer step (the paper: 16).</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>Examples per forward pass; must divide batch_size.</summary>
+    public int MicroBatchSize { get; init; } = 4;
+
+    public double WeightDecay { get; init; } = 0.01;
+    public double MaxGradNorm { get; init; } = 1.0;
+    public abstract double Dropout { get; init; }
+
+    /// <summary>Write resumable training state every N optimizer steps.</summary>
+    public int SaveStateEverySteps { get; init; } = 10;
 }
 
-/// <summary>DPO of M_t against the frozen reference M_t (the paper: beta 0.1, 1e-6 to 1e-7, batch 16, dropout 0.1).</summary>
-public sealed record DpoSpec
+/// <summary>SFT of M0 on IFT+EFT (the paper, 70B: 5.5e-6 cosine to 1.1e-6, batch 16, dropout 0.1, loss on answers).</summary>
+public sealed record SftSpec : TrainerSpec
+{
+    public override double LearningRate { get; init; } = 1e-4;
+    public override double MinLearningRate { get; init; } = 1e-5;
+    public override double Dropout { get; init; } = 0.1;
+}
+
+/// <summary>DPO of M_t against the frozen reference M_t (the paper, 70B: beta 0.1, 1e-6 to 1e-7, batch 16, dropout 0.1).
+/// Reference log-probs are precomputed once per dataset.</summary>
+public sealed record DpoSpec : TrainerSpec
 {
     public double Beta { get; init; } = 0.1;
-    public double LearningRate { get; init; } = 1e-6;
-    public double FinalLearningRate { get; init; } = 1e-7;
-    public int BatchSize { get; init; } = 16;
-    public int Epochs { get; init; } = 1;
-    public int? MaxSteps { get; init; }
-    public double Dropout { get; init; } = 0.1;
+    public override double LearningRate { get; init; } = 5e-6;
+    public override double MinLearningRate { get; init; } = 5e-7;
+    public override double Dropout { get; init; } = 0.0;
 }
 
 /// <summary>Held-out evaluation of every checkpoint (hosted with the generator).</summary>
@@ -241,4 +288,30 @@ public sealed record EvaluationSpec
     public int? MaxJudgeItems { get; init; }
 
     public int MaxNewTokens { get; init; } = 64;
+}
+
+/// <summary>References a stored spec uses instead of paths: `srlm start` uploads every file the spec names
+/// and rewrites the field to `blob:SHA256` (a file in the artifact store) or `checkpoint:ID` (a folder in
+/// the checkpoint store), so no service ever reads a path on the submitter's machine.</summary>
+public static class SpecRefs
+{
+    public const string BlobPrefix = "blob:";
+    public const string CheckpointPrefix = "checkpoint:";
+
+    public static string Blob(string sha256) => BlobPrefix + sha256;
+
+    public static string Checkpoint(string checkpointId) => CheckpointPrefix + checkpointId;
+
+    public static bool IsBlob(string? value) => value?.StartsWith(BlobPrefix, StringComparison.Ordinal) == true;
+
+    public static bool IsCheckpoint(string? value) => value?.StartsWith(CheckpointPrefix, StringComparison.Ordinal) == true;
+
+    /// <summary>The sha256 of a `blob:` reference; throws naming the field when it is a plain path.</summary>
+    public static string BlobSha(string? value, string field) => IsBlob(value)
+        ? value![BlobPrefix.Length..]
+        : throw new RunSpecException($"spec.{field}: expected an uploaded file (blob:SHA256), got '{value}'; submit the spec with `srlm start`");
+
+    public static string CheckpointId(string? value, string field) => IsCheckpoint(value)
+        ? value![CheckpointPrefix.Length..]
+        : throw new RunSpecException($"spec.{field}: expected an uploaded checkpoint (checkpoint:ID), got '{value}'; submit the spec with `srlm start`");
 }

@@ -72,6 +72,21 @@ public static class RunSpecValidator
     {
         var errors = new List<string>();
         void Check(bool ok, string field, string message) { if (!ok) errors.Add($"spec.{field}: {message}"); }
+        void Trainer(TrainerSpec? t, string field)
+        {
+            if (t is null) { errors.Add($"spec.{field}: must be an object"); return; }
+            Check(t.LearningRate > 0, $"{field}.learning_rate", "must be > 0");
+            Check(t.MinLearningRate >= 0 && t.MinLearningRate <= t.LearningRate, $"{field}.min_learning_rate", "must be in [0, learning_rate]");
+            Check(t.WarmupSteps >= 0, $"{field}.warmup_steps", "must be >= 0");
+            Check(t.Epochs >= 1, $"{field}.epochs", "must be >= 1");
+            Check(t.MaxSteps is null or >= 1, $"{field}.max_steps", "must be >= 1");
+            Check(t.BatchSize >= 1, $"{field}.batch_size", "must be >= 1");
+            Check(t.MicroBatchSize >= 1 && t.BatchSize % Math.Max(1, t.MicroBatchSize) == 0, $"{field}.micro_batch_size", "must be >= 1 and divide batch_size");
+            Check(t.WeightDecay >= 0, $"{field}.weight_decay", "must be >= 0");
+            Check(t.MaxGradNorm >= 0, $"{field}.max_grad_norm", "must be >= 0");
+            Check(t.Dropout >= 0 && t.Dropout < 1, $"{field}.dropout", "must be in [0, 1)");
+            Check(t.SaveStateEverySteps >= 0, $"{field}.save_state_every_steps", "must be >= 0");
+        }
         void Sampling(SamplingSpec? s, string field)
         {
             if (s is null) { errors.Add($"spec.{field}: must be an object"); return; }
@@ -83,20 +98,33 @@ public static class RunSpecValidator
         Check(spec.SchemaVersion >= 1 && spec.SchemaVersion <= RunSpecJson.CurrentSchemaVersion, "schema_version",
             $"must be between 1 and {RunSpecJson.CurrentSchemaVersion} (this binary reads up to {RunSpecJson.CurrentSchemaVersion})");
         Check(!string.IsNullOrWhiteSpace(spec.Name), "name", "must not be empty");
-        Check(spec.Iterations >= 1, "iterations", "must be >= 1");
+        Check(spec.Iterations >= 0, "iterations", "must be >= 0 (0 = SFT only)");
+        Check(spec.Iterations >= 1 || spec.Models?.M1 is null, "iterations", "must be >= 1 when models.m1 is given (there is no SFT to run)");
 
         if (spec.Models is null) errors.Add("spec.models: must be an object");
         else
         {
-            Check(spec.Models.Base is not null || spec.Models.M1 is not null, "models", "needs `base` (M0, SFT'd in the run) or `m1`");
-            Check(spec.Models.Base is null || spec.Models.M1 is null, "models.m1", "give either `base` or `m1`, not both");
+            int given = (spec.Models.Base is null ? 0 : 1) + (spec.Models.M1 is null ? 0 : 1) + (spec.Models.Init is null ? 0 : 1);
+            Check(given >= 1, "models", "needs `base` (M0, SFT'd in the run), `init` (a new model trained from scratch) or `m1`");
+            Check(given <= 1, "models.m1", "give exactly one of `base`, `init` and `m1`");
+            if (spec.Models.Init is { } init)
+            {
+                Check(init.Tokenizer is "char" or "bpe", "models.init.tokenizer", "must be \"char\" or \"bpe\"");
+                Check(init.VocabSize >= 300, "models.init.vocab_size", "must be >= 300 (256 bytes + specials + merges)");
+                Check(init.HiddenSize >= 8, "models.init.hidden_size", "must be >= 8");
+                Check(init.Layers >= 1, "models.init.layers", "must be >= 1");
+                Check(init.Heads >= 1 && init.HiddenSize % Math.Max(1, init.Heads) == 0, "models.init.heads", "must be >= 1 and divide hidden_size");
+                Check(init.KvHeads >= 1 && init.Heads % Math.Max(1, init.KvHeads) == 0, "models.init.kv_heads", "must be >= 1 and divide heads");
+                Check(init.IntermediateSize >= 0, "models.init.intermediate_size", "must be >= 0");
+                Check(init.MaxPositionEmbeddings >= 16, "models.init.max_position_embeddings", "must be >= 16");
+            }
         }
 
         if (spec.SeedData is null) errors.Add("spec.seed_data: must be an object");
         else
         {
-            bool needsSeed = spec.Models?.Base is not null;
-            Check(!needsSeed || !string.IsNullOrWhiteSpace(spec.SeedData.Ift), "seed_data.ift", "required when models.base is given (SFT needs IFT data)");
+            bool needsSeed = spec.Models?.Base is not null || spec.Models?.Init is not null;
+            Check(!needsSeed || !string.IsNullOrWhiteSpace(spec.SeedData.Ift), "seed_data.ift", "required when models.base or models.init is given (SFT needs IFT data)");
             Check(spec.Prompts?.Source != PromptSources.SelfInstruct || !string.IsNullOrWhiteSpace(spec.SeedData.Ift),
                 "seed_data.ift", "required by prompts.source \"self_instruct\" (the few-shot examples come from it)");
         }
@@ -165,30 +193,9 @@ public static class RunSpecValidator
         else
         {
             Check(spec.Training.ContextLength is null or >= 8, "training.context_length", "must be >= 8");
-            var s = spec.Training.Sft;
-            if (s is null) errors.Add("spec.training.sft: must be an object");
-            else
-            {
-                Check(s.LearningRate > 0, "training.sft.learning_rate", "must be > 0");
-                Check(s.FinalLearningRate >= 0 && s.FinalLearningRate <= s.LearningRate, "training.sft.final_learning_rate", "must be in [0, learning_rate]");
-                Check(s.BatchSize >= 1, "training.sft.batch_size", "must be >= 1");
-                Check(s.Epochs >= 1, "training.sft.epochs", "must be >= 1");
-                Check(s.MaxSteps is null or >= 1, "training.sft.max_steps", "must be >= 1");
-                Check(s.Dropout >= 0 && s.Dropout < 1, "training.sft.dropout", "must be in [0, 1)");
-                Check(s.WeightDecay >= 0, "training.sft.weight_decay", "must be >= 0");
-            }
-            var d = spec.Training.Dpo;
-            if (d is null) errors.Add("spec.training.dpo: must be an object");
-            else
-            {
-                Check(d.Beta > 0, "training.dpo.beta", "must be > 0");
-                Check(d.LearningRate > 0, "training.dpo.learning_rate", "must be > 0");
-                Check(d.FinalLearningRate >= 0 && d.FinalLearningRate <= d.LearningRate, "training.dpo.final_learning_rate", "must be in [0, learning_rate]");
-                Check(d.BatchSize >= 1, "training.dpo.batch_size", "must be >= 1");
-                Check(d.Epochs >= 1, "training.dpo.epochs", "must be >= 1");
-                Check(d.MaxSteps is null or >= 1, "training.dpo.max_steps", "must be >= 1");
-                Check(d.Dropout >= 0 && d.Dropout < 1, "training.dpo.dropout", "must be in [0, 1)");
-            }
+            Trainer(spec.Training.Sft, "training.sft");
+            Trainer(spec.Training.Dpo, "training.dpo");
+            if (spec.Training.Dpo is { } d) Check(d.Beta > 0, "training.dpo.beta", "must be > 0");
         }
 
         if (spec.Evaluation is { } e)

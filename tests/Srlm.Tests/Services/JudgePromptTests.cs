@@ -19,8 +19,8 @@ public class JudgePromptTests
     [Fact]
     public void Placeholders_inside_the_instruction_or_response_are_left_alone()
     {
-        var text = JudgePrompt.Format("Q: {instruction}\nA: {response}\n", "say {response}", "  {instruction}  ");
-        Assert.Equal("Q: say {response}\nA: {instruction}\n", text);
+        var text = JudgePrompt.Format("Q: {instruction}\nA: {response}\n", "say {response}", " {instruction}");
+        Assert.Equal("Q: say {response}\nA:  {instruction}\n", text);
     }
 
     [Fact]
