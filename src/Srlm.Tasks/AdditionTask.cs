@@ -17,12 +17,12 @@ public sealed partial class AdditionTask : ITaskFamily
 
     public string JudgeTemplate =>
         """
-        Score the response with this additive rubric. Start at 0 and add 1 point for each that holds:
-        1. it is a whole number and nothing else;
-        2. it is within 20 of the true sum;
-        3. it is within 5 of the true sum;
-        4. it is within 1 of the true sum;
-        5. it is exactly the true sum.
+        Score the response with an additive rubric: add 1 point for each that holds. It
+        1. is a whole number and nothing else;
+        2. is within 20 of the true sum;
+        3. is within 5 of the true sum;
+        4. is within 1 of the true sum;
+        5. is exactly the true sum.
         Instruction: {instruction}
         Response: {response}
         Work out the sum, compare, then end with "Score: <0-5>".

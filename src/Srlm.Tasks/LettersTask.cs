@@ -35,12 +35,12 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
 
     public string JudgeTemplate =>
         """
-        Score the response with this additive rubric. Start at 0 and add 1 point for each that holds:
-        1. it uses only the letters the instruction offers;
-        2. it starts with the letter the instruction asks for;
-        3. it ends with the letter the instruction asks for;
-        4. it has exactly the number of letters asked for;
-        5. each letter comes later in the alphabet than the one before.
+        Score the response with an additive rubric: add 1 point for each that holds. It
+        1. uses only the offered letters;
+        2. starts with the asked first letter;
+        3. ends with the asked last letter;
+        4. has exactly the asked number of letters;
+        5. has each letter later in the alphabet than the one before.
         Instruction: {instruction}
         Response: {response}
         Check the points in order with a running total, then end with "Score: <0-5>".
