@@ -19,7 +19,7 @@ public static partial class DpoTrainer
 {
     internal const string ReferenceFile = "reference_logps.json";
 
-    private sealed record StoredReference(string[] Ids, float[] Chosen, float[] Rejected);
+    internal sealed record StoredReference(string[] Ids, float[] Chosen, float[] Rejected);
 
     /// <summary>
     /// Summed completion log-probs of every pair under <paramref name="model"/> in eval mode without

@@ -6,6 +6,9 @@ namespace Srlm.Tests.Training;
 /// <summary>Tiny models and synthetic data so training tests take seconds.</summary>
 internal static class Tiny
 {
+    /// <summary>Runs the static constructor (one libtorch thread unless SRLM_THREADS says otherwise).</summary>
+    public static void UseTestThreads() { }
+
     static Tiny()
     {
         // Tiny models run fastest on one thread, and the test machine is shared; SRLM_THREADS overrides.
