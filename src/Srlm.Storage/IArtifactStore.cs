@@ -93,6 +93,11 @@ public interface IArtifactStore : IAsyncDisposable
 
     /// <summary>Idempotent insert: Inserted, Unchanged (same content) or Conflict (different content; stored one kept).</summary>
     Task<WriteOutcome> PutAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact;
+    /// <summary>
+    /// <see cref="PutAsync{T}"/> for several records in one round trip (SQLite: one transaction; all or
+    /// nothing). Outcomes in input order. Use it for the K judge samples or N candidates of one message.
+    /// </summary>
+    Task<IReadOnlyList<WriteOutcome>> PutManyAsync<T>(IReadOnlyList<T> artifacts, CancellationToken ct = default) where T : class, IArtifact;
     Task<T?> GetAsync<T>(string id, CancellationToken ct = default) where T : class, IArtifact;
     /// <summary>The artifacts with these ids that exist (order of the ids; missing ones left out).</summary>
     Task<IReadOnlyList<T>> GetManyAsync<T>(IEnumerable<string> ids, CancellationToken ct = default) where T : class, IArtifact;

@@ -10,6 +10,31 @@ namespace Srlm.Storage;
 public sealed record StoreSet(IArtifactStore Artifacts, ICheckpointStore Checkpoints) : IAsyncDisposable
 {
     public ValueTask DisposeAsync() => Artifacts.DisposeAsync();
+
+    /// <summary>
+    /// Store a checkpoint folder and its metadata: files into the checkpoint store (sha256 per file),
+    /// then the <see cref="CheckpointRecord"/> (Location and Files filled from the manifest).
+    /// Idempotent; Conflict when other files or other metadata are stored under the id.
+    /// </summary>
+    public async Task<(CheckpointRecord Record, WriteOutcome Outcome)> PutCheckpointAsync(CheckpointRecord record, string sourceDir, CancellationToken ct = default)
+    {
+        var put = await Checkpoints.PutAsync(record.Id, sourceDir, ct);
+        if (put.Outcome == WriteOutcome.Conflict) return (record with { Location = put.Manifest.Location, Files = put.Manifest.Files }, WriteOutcome.Conflict);
+        var full = record with { Location = put.Manifest.Location, Files = put.Manifest.Files };
+        var outcome = await Artifacts.PutAsync(full, ct);
+        return (full, outcome == WriteOutcome.Unchanged && put.Outcome == WriteOutcome.Inserted ? WriteOutcome.Inserted : outcome);
+    }
+
+    /// <summary>
+    /// A verified local folder for a stored checkpoint: every file checked against the sha256 recorded in
+    /// the artifact store (not only the checkpoint store's own manifest). KeyNotFoundException when unknown.
+    /// </summary>
+    public async Task<string> MaterializeCheckpointAsync(string checkpointId, CancellationToken ct = default)
+    {
+        var record = await Artifacts.GetAsync<CheckpointRecord>(checkpointId, ct)
+                     ?? throw new KeyNotFoundException($"checkpoint {checkpointId} has no record in store {Artifacts.Location}");
+        return await Checkpoints.MaterializeAsync(checkpointId, record.Files, ct);
+    }
 }
 
 /// <summary>

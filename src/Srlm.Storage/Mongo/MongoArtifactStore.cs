@@ -244,6 +244,14 @@ public sealed class MongoArtifactStore : IArtifactStore
         }, ct);
     }
 
+    public async Task<IReadOnlyList<WriteOutcome>> PutManyAsync<T>(IReadOnlyList<T> artifacts, CancellationToken ct = default) where T : class, IArtifact
+    {
+        // Each insert is its own idempotent step: a retry after a partial failure re-inserts nothing twice.
+        var outcomes = new WriteOutcome[artifacts.Count];
+        for (var i = 0; i < artifacts.Count; i++) outcomes[i] = await PutAsync(artifacts[i], ct);
+        return outcomes;
+    }
+
     public Task<WriteOutcome> OverwriteAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact
     {
         Validate(artifact);

@@ -247,27 +247,52 @@ public sealed class SqliteArtifactStore : IArtifactStore
         if (string.IsNullOrWhiteSpace(a.RunId)) throw new ArgumentException($"{T.Kind} {a.Id} has an empty run id");
     }
 
-    public Task<WriteOutcome> PutAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact
+    public async Task<WriteOutcome> PutAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact =>
+        (await PutManyAsync([artifact], ct))[0];
+
+    public Task<IReadOnlyList<WriteOutcome>> PutManyAsync<T>(IReadOnlyList<T> artifacts, CancellationToken ct = default) where T : class, IArtifact
     {
-        Validate(artifact);
+        foreach (var a in artifacts) Validate(a);
         var now = _clock.GetUtcNow();
-        var (json, hash) = ArtifactJson.Prepare(artifact, now);
+        var nowText = ArtifactJson.Time(now);
+        var prepared = artifacts.Select(a => ArtifactJson.Prepare(a, now)).ToList();
         return InWriteTransaction((c, tx) =>
         {
             using var ins = Cmd(c, """
                 INSERT INTO artifacts(kind, id, run_id, iteration, logical_key, parent_id, tag, json, content_hash, created_at)
                 VALUES($k, $id, $run, $t, $lk, $p, $tag, $json, $h, $now) ON CONFLICT(kind, id) DO NOTHING
-                """, tx, ("$k", T.Kind), ("$id", artifact.Id), ("$run", artifact.RunId), ("$t", artifact.Iteration),
-                ("$lk", artifact.LogicalKey), ("$p", artifact.ParentId), ("$tag", artifact.Tag), ("$json", json), ("$h", hash),
-                ("$now", ArtifactJson.Time(now)));
-            if (ins.ExecuteNonQuery() == 1)
+                """, tx, ("$k", T.Kind), ("$id", ""), ("$run", ""), ("$t", 0), ("$lk", ""), ("$p", null), ("$tag", null),
+                ("$json", ""), ("$h", ""), ("$now", nowText));
+            using var sel = Cmd(c, "SELECT content_hash FROM artifacts WHERE kind=$k AND id=$id", tx, ("$k", T.Kind), ("$id", ""));
+            var outcomes = new WriteOutcome[artifacts.Count];
+            var touched = new HashSet<string>(StringComparer.Ordinal);
+            for (var i = 0; i < artifacts.Count; i++)
             {
-                using var touch = Cmd(c, "UPDATE runs SET last_progress_at=$now WHERE id=$id", tx, ("$now", ArtifactJson.Time(now)), ("$id", artifact.RunId));
-                touch.ExecuteNonQuery();
-                return WriteOutcome.Inserted;
+                var a = artifacts[i];
+                var (json, hash) = prepared[i];
+                ins.Parameters["$id"].Value = a.Id;
+                ins.Parameters["$run"].Value = a.RunId;
+                ins.Parameters["$t"].Value = a.Iteration;
+                ins.Parameters["$lk"].Value = a.LogicalKey;
+                ins.Parameters["$p"].Value = (object?)a.ParentId ?? DBNull.Value;
+                ins.Parameters["$tag"].Value = (object?)a.Tag ?? DBNull.Value;
+                ins.Parameters["$json"].Value = json;
+                ins.Parameters["$h"].Value = hash;
+                if (ins.ExecuteNonQuery() == 1)
+                {
+                    outcomes[i] = WriteOutcome.Inserted;
+                    touched.Add(a.RunId);
+                    continue;
+                }
+                sel.Parameters["$id"].Value = a.Id;
+                outcomes[i] = (string)sel.ExecuteScalar()! == hash ? WriteOutcome.Unchanged : WriteOutcome.Conflict;
             }
-            using var sel = Cmd(c, "SELECT content_hash FROM artifacts WHERE kind=$k AND id=$id", tx, ("$k", T.Kind), ("$id", artifact.Id));
-            return (string)sel.ExecuteScalar()! == hash ? WriteOutcome.Unchanged : WriteOutcome.Conflict;
+            foreach (var run in touched)
+            {
+                using var touch = Cmd(c, "UPDATE runs SET last_progress_at=$now WHERE id=$id", tx, ("$now", nowText), ("$id", run));
+                touch.ExecuteNonQuery();
+            }
+            return (IReadOnlyList<WriteOutcome>)outcomes;
         }, ct);
     }
 

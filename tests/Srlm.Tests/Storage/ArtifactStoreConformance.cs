@@ -37,6 +37,27 @@ public abstract class ArtifactStoreConformance
     }
 
     [SkippableFact]
+    public async Task PutMany_reports_each_outcome_in_order()
+    {
+        await using var store = await OpenFreshAsync();
+        var c = Make.Candidate(Run, 1, "p0", 0);
+        await store.PutAsync(Make.Judgement(Run, 1, c, 1, 2));
+        var batch = new[]
+        {
+            Make.Judgement(Run, 1, c, 0, 4),
+            Make.Judgement(Run, 1, c, 1, 2),        // already stored
+            Make.Judgement(Run, 1, c, 2, null),
+            Make.Judgement(Run, 1, c, 0, 5),        // same id as the first, other score
+        };
+        Assert.Equal([WriteOutcome.Inserted, WriteOutcome.Unchanged, WriteOutcome.Inserted, WriteOutcome.Conflict], await store.PutManyAsync(batch));
+        Assert.Equal([WriteOutcome.Unchanged, WriteOutcome.Unchanged, WriteOutcome.Unchanged], await store.PutManyAsync(batch[..3]));
+        Assert.Equal(3, await store.CountAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id)));
+        Assert.Equal(4, (await store.GetAsync<JudgementRecord>(batch[0].Id))!.Score);
+        Assert.Equal([batch[2].Id, batch[0].Id], (await store.GetManyAsync<JudgementRecord>([batch[2].Id, "missing", batch[0].Id])).Select(j => j.Id));
+        Assert.Empty(await store.PutManyAsync(Array.Empty<JudgementRecord>()));
+    }
+
+    [SkippableFact]
     public async Task Different_content_under_one_id_is_a_conflict_and_keeps_the_first()
     {
         await using var store = await OpenFreshAsync();
@@ -101,11 +122,17 @@ public abstract class ArtifactStoreConformance
         Assert.Equal(3, await store.CountAsync<JudgementRecord>(ArtifactQuery.OfParent($"{kept[0]}/c1")));
         Assert.Equal(1, await store.CountAsync<JudgementRecord>(new ArtifactQuery { ParentId = $"{kept[0]}/c1", Tag = JudgementRecord.Unparseable }));
         Assert.Equal(kept, await store.ListUnsettledPromptsAsync(Run, 1));
+        Assert.True(await store.IsPromptFullyJudgedAsync(kept[0], candidatesPerPrompt: 2, samplesPerCandidate: 3));
+        Assert.False(await store.IsPromptFullyJudgedAsync(kept[0], candidatesPerPrompt: 3, samplesPerCandidate: 3));
+        Assert.False(await store.IsPromptFullyJudgedAsync(kept[0], candidatesPerPrompt: 2, samplesPerCandidate: 4));
+        Assert.Equal((null, null), await store.SettlementOfPromptAsync(kept[0]));
 
         await store.PutAsync(Make.Pair(Run, 1, kept[0]));
         await store.PutAsync(Make.Drop(Run, 1, kept[1], DropReason.DroppedTies));
         await store.PutAsync(Make.Drop(Run, 1, kept[2], DropReason.TooLong));
         Assert.Equal([kept[3]], await store.ListUnsettledPromptsAsync(Run, 1));
+        Assert.Equal(DropReason.TooLong, (await store.SettlementOfPromptAsync(kept[2])).Drop!.Reason);
+        Assert.Equal(4, (await store.FinalPromptSetAsync(Run, 1))!.PromptIds.Count);
         Assert.Equal(3, await store.CountSettledPromptsAsync(Run, 1));
         await store.PutAsync(Make.Drop(Run, 1, kept[3], DropReason.DroppedOther));
         Assert.Empty(await store.ListUnsettledPromptsAsync(Run, 1));
