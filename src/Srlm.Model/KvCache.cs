@@ -1,0 +1,83 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Srlm.Model;
+
+/// <summary>Keys and values of every layer for a batch, preallocated to a capacity and filled in place, so a
+/// decode step allocates nothing for the cache. Owned by the caller and passed to the model explicitly.
+/// All sequences of a batch share one length (left padding keeps them aligned).</summary>
+public sealed class KvCache : IDisposable
+{
+    private readonly Tensor[] _keys;   // per layer (B, KvH, Capacity, D)
+    private readonly Tensor[] _values; // per layer (B, KvH, Capacity, D)
+
+    /// <summary>Positions filled so far (the same for every sequence).</summary>
+    public long Length { get; private set; }
+    public long Capacity { get; }
+    public long BatchSize { get; }
+    public int Layers => _keys.Length;
+
+    public KvCache(LlamaConfig config, long batchSize, long capacity, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        Capacity = capacity;
+        BatchSize = batchSize;
+        _keys = new Tensor[config.NumHiddenLayers];
+        _values = new Tensor[config.NumHiddenLayers];
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            _keys[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device).DetachFromDisposeScope();
+            _values[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device).DetachFromDisposeScope();
+        }
+    }
+
+    private KvCache(Tensor[] keys, Tensor[] values, long length, long capacity)
+    {
+        _keys = keys; _values = values; Length = length; Capacity = capacity; BatchSize = keys[0].shape[0];
+    }
+
+    /// <summary>Writes k, v (B, KvH, T, D) at positions [Length, Length+T) of one layer and returns views of
+    /// everything cached so far including them: (B, KvH, Length+T, D). Call <see cref="Advance"/> once per forward.</summary>
+    public (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    {
+        long t = k.shape[2];
+        if (Length + t > Capacity)
+            throw new InvalidOperationException($"KV cache is full: capacity {Capacity}, have {Length}, adding {t}");
+        using (var dst = _keys[layer].narrow(2, Length, t)) dst.copy_(k);
+        using (var dst = _values[layer].narrow(2, Length, t)) dst.copy_(v);
+        return (_keys[layer].narrow(2, 0, Length + t), _values[layer].narrow(2, 0, Length + t));
+    }
+
+    /// <summary>Marks <paramref name="t"/> more positions as filled (called by the model after all layers appended).</summary>
+    public void Advance(long t) => Length += t;
+
+    /// <summary>A new cache where each sequence is repeated n times in a row (n samples share one prefill).</summary>
+    public KvCache RepeatInterleave(long n, long? capacity = null)
+    {
+        long cap = capacity ?? Capacity;
+        var keys = new Tensor[_keys.Length];
+        var values = new Tensor[_keys.Length];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = Grow(_keys[i], n, cap);
+            values[i] = Grow(_values[i], n, cap);
+        }
+        return new KvCache(keys, values, Length, cap);
+    }
+
+    private Tensor Grow(Tensor src, long n, long cap)
+    {
+        var shape = src.shape;
+        var dst = zeros([shape[0] * n, shape[1], cap, shape[3]], src.dtype, src.device).DetachFromDisposeScope();
+        using var filled = src.narrow(2, 0, Length);
+        using var repeated = filled.repeat_interleave(n, 0);
+        using var view = dst.narrow(2, 0, Length);
+        view.copy_(repeated);
+        return dst;
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}

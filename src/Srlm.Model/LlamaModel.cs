@@ -1,0 +1,280 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+// Field names equal Hugging Face checkpoint keys, so the parameter names are the safetensors keys:
+// model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight.
+#pragma warning disable IDE1006 // naming: fields are checkpoint keys
+
+namespace Srlm.Model;
+
+/// <summary>y = x / sqrt(mean(x^2) + eps) * weight, computed in float32.</summary>
+public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight; // (C)
+    private readonly double _eps;
+
+    public LlamaRMSNorm(long size, double eps) : base(nameof(LlamaRMSNorm))
+    {
+        weight = new Parameter(ones(size));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
+        var variance = h.pow(2).mean([-1L], keepdim: true);
+        var normed = h * (variance + _eps).rsqrt();
+        if (normed.dtype != x.dtype) normed = normed.to(x.dtype);
+        return (normed * weight).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>SwiGLU: down_proj(silu(gate_proj(x)) * up_proj(x)).</summary>
+public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear gate_proj; // (I, C)
+    private readonly Linear up_proj;   // (I, C)
+    private readonly Linear down_proj; // (C, I)
+
+    public LlamaMLP(LlamaConfig c) : base(nameof(LlamaMLP))
+    {
+        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
+        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var g = gate_proj.forward(x);
+        using var a = F.silu(g, inplace: true);
+        using var u = up_proj.forward(x);
+        using var h = a.mul_(u);
+        return down_proj.forward(h);
+    }
+}
+
+/// <summary>Grouped-query attention with rotary embeddings and an optional KV cache.</summary>
+public sealed class LlamaAttention : nn.Module
+{
+    private readonly Linear q_proj; // (H*D, C), bias when attention_bias
+    private readonly Linear k_proj; // (KvH*D, C)
+    private readonly Linear v_proj; // (KvH*D, C)
+    private readonly Linear o_proj; // (C, H*D)
+    private readonly int _heads, _kvHeads, _headDim, _layer;
+    private readonly double _dropout;
+
+    public LlamaAttention(LlamaConfig c, int layer) : base(nameof(LlamaAttention))
+    {
+        _heads = c.NumAttentionHeads; _kvHeads = c.NumKeyValueHeads; _headDim = c.HeadDimension; _layer = layer;
+        _dropout = c.AttentionDropout;
+        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.AttentionBias);
+        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
+        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
+        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <param name="x">(B, T, C)</param>
+    /// <param name="mask">bool (B|1, 1, T, S), true = may attend; null with <paramref name="causal"/> = plain causal</param>
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, H, T, D)
+        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
+        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
+        q = Rope.Apply(q, cos, sin);
+        k = Rope.Apply(k, cos, sin);
+        if (cache is not null) (k, v) = cache.Append(_layer, k, v);               // (B, KvH, S, D)
+        if (_kvHeads != _heads)
+        {
+            int rep = _heads / _kvHeads;
+            long s = k.shape[2];
+            k = k.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
+            v = v.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
+        }
+        var y = F.scaled_dot_product_attention(q, k, v, mask, training ? _dropout : 0.0, causal && mask is null); // (B, H, T, D)
+        y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);                                                    // (B, T, H*D)
+        return o_proj.forward(y).MoveToOuterDisposeScope();
+    }
+}
+
+public sealed class LlamaDecoderLayer : nn.Module
+{
+    private readonly LlamaAttention self_attn;
+    private readonly LlamaMLP mlp;
+    private readonly LlamaRMSNorm input_layernorm;
+    private readonly LlamaRMSNorm post_attention_layernorm;
+    private readonly double _residualDropout;
+
+    public LlamaDecoderLayer(LlamaConfig c, int layer) : base(nameof(LlamaDecoderLayer))
+    {
+        self_attn = new LlamaAttention(c, layer);
+        mlp = new LlamaMLP(c);
+        input_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
+        post_attention_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
+        _residualDropout = c.ResidualDropout;
+        RegisterComponents();
+    }
+
+    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        var a = self_attn.forward(input_layernorm.forward(x), cos, sin, mask, causal, cache);
+        if (training && _residualDropout > 0) a = F.dropout(a, _residualDropout, true);
+        var h = x + a;
+        var m = mlp.forward(post_attention_layernorm.forward(h));
+        if (training && _residualDropout > 0) m = F.dropout(m, _residualDropout, true);
+        return (h + m).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>The decoder stack without the head: HF's LlamaModel (keys under "model.").</summary>
+public sealed class LlamaModel : nn.Module
+{
+    private readonly Embedding embed_tokens; // (V, C)
+    private readonly ModuleList<LlamaDecoderLayer> layers;
+    private readonly LlamaRMSNorm norm;
+
+    public LlamaModel(LlamaConfig c) : base(nameof(LlamaModel))
+    {
+        embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize);
+        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new LlamaDecoderLayer(c, i)).ToArray());
+        norm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
+        RegisterComponents();
+    }
+
+    internal Parameter EmbedWeight => embed_tokens.weight!;
+
+    public Tensor Embed(Tensor inputIds) => embed_tokens.forward(inputIds);
+
+    public Tensor forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        foreach (var layer in layers) h = layer.forward(h, cos, sin, mask, causal, cache);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>A Llama-family causal language model (llama, mistral, qwen2; tied or untied head).
+/// Parameter names equal Hugging Face safetensors keys.</summary>
+public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
+{
+    private readonly LlamaModel model;
+    private readonly Linear? lm_head; // (V, C); absent when tie_word_embeddings
+
+    public LlamaConfig Config { get; }
+
+    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    {
+        Config = config.Validate();
+        model = new LlamaModel(config);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <summary>Builds a model with Hugging Face's initialisation (normal(0, 0.02) weights, zero biases, unit norms),
+    /// drawn from a generator seeded with <paramref name="seed"/>, so the same seed gives the same weights.</summary>
+    public static LlamaForCausalLM Create(LlamaConfig config, long seed, double initStd = 0.02)
+    {
+        var m = new LlamaForCausalLM(config);
+        using var g = new Generator((ulong)seed);
+        using var _ = no_grad();
+        foreach (var (name, p) in m.named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
+            else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
+            else
+            {
+                using var r = randn(p.shape, ScalarType.Float32, generator: g);
+                r.mul_(initStd);
+                p.copy_(r);
+            }
+        }
+        return m;
+    }
+
+    /// <summary>Logits for every position: (B, T) ids -> (B, T, V).</summary>
+    public override Tensor forward(Tensor inputIds) => Forward(inputIds);
+
+    /// <summary>
+    /// The full forward pass.
+    /// </summary>
+    /// <param name="inputIds">(B, T) int64 token ids.</param>
+    /// <param name="attentionMask">(B, P+T) with 1 for real tokens and 0 for (left) padding, covering the cached
+    /// positions too; null when no sequence is padded.</param>
+    /// <param name="positionIds">(B, T); default: from the mask (cumsum - 1), or P..P+T-1 without a mask.</param>
+    /// <param name="cache">keys/values of earlier positions; the new ones are appended and the cache advanced.</param>
+    /// <param name="lastOnly">return logits of the last position only: (B, 1, V).</param>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null, bool lastOnly = false)
+    {
+        using var scope = NewDisposeScope();
+        long b = inputIds.shape[0], t = inputIds.shape[1];
+        long past = cache?.Length ?? 0;
+        long total = past + t;
+        if (attentionMask is not null && (attentionMask.shape[0] != b || attentionMask.shape[1] != total))
+            throw new ArgumentException($"attention mask must be ({b}, {total}), got ({string.Join(", ", attentionMask.shape)})");
+
+        if (positionIds is null)
+        {
+            if (attentionMask is not null)
+            {
+                var pos = attentionMask.to(ScalarType.Int64).cumsum(1).sub_(1).clamp_min_(0); // (B, P+T)
+                positionIds = pos.narrow(1, past, t);
+            }
+            else positionIds = arange(past, total, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(b, t);
+        }
+
+        var h = model.Embed(inputIds); // (B, T, C)
+        var (cos, sin) = Rope.CosSin(Config, positionIds, h.dtype, total);
+
+        Tensor? mask = null;
+        bool causal = false;
+        if (attentionMask is null)
+        {
+            if (t > 1 && past == 0) causal = true;
+            else if (t > 1) mask = CausalMask(past, t, inputIds.device);
+        }
+        else
+        {
+            var valid = attentionMask.to(ScalarType.Bool).view(b, 1, 1, total); // (B, 1, 1, S)
+            if (t == 1) mask = valid;
+            else
+            {
+                var causalMask = CausalMask(past, t, inputIds.device);     // (1, 1, T, S)
+                var diag = DiagonalMask(past, t, inputIds.device);         // (1, 1, T, S): a padded query sees itself, never NaN
+                mask = valid.logical_and(causalMask).logical_or_(diag);
+            }
+        }
+
+        var hidden = model.forward(h, cos, sin, mask, causal, cache); // (B, T, C)
+        cache?.Advance(t);
+        if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
+        var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V)
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    private static Tensor CausalMask(long past, long t, Device device)
+    {
+        var q = arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(1); // (T, 1)
+        var k = arange(0, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0);    // (1, S)
+        return k.le(q).view(1, 1, t, past + t);
+    }
+
+    private static Tensor DiagonalMask(long past, long t, Device device)
+    {
+        var q = arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        var k = arange(0, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        return k.eq(q).view(1, 1, t, past + t);
+    }
+
+    /// <summary>Parameter names and shapes, one "name [d0, d1]" per line, in registration order.</summary>
+    public string ShapeListing() => string.Join("\n", named_parameters().Select(p => $"{p.name} [{string.Join(", ", p.parameter.shape)}]")) + "\n";
+
+    public long ParameterCount() => parameters().Sum(p => p.numel());
+}
