@@ -56,6 +56,16 @@ public sealed class MongoArtifactStore : IArtifactStore
         var store = new MongoArtifactStore(client, client.GetDatabase(dbName), location, retry ?? StoreResilience.Default, clock ?? TimeProvider.System);
         try
         {
+            try
+            {
+                // One ping without retries: an unreachable server is a configuration problem, said in one line.
+                await store.Database.RunCommandAsync<BsonDocument>(new BsonDocument("ping", 1), cancellationToken: ct);
+            }
+            catch (Exception e) when (e is TimeoutException or MongoConnectionException or MongoAuthenticationException)
+            {
+                throw new StoreConfigurationException(
+                    $"SRLM_STORE: cannot reach MongoDB at {location} within {settings.ServerSelectionTimeout.TotalSeconds:F0} s ({e.GetType().Name})");
+            }
             await store._retry.ExecuteAsync(async token => await store.InitializeAsync(token), ct);
         }
         catch
