@@ -69,6 +69,22 @@ public abstract class ArtifactStoreConformance
     }
 
     [SkippableFact]
+    public async Task Content_comparison_ignores_dictionary_order_and_keeps_non_finite_metrics()
+    {
+        await using var store = await OpenFreshAsync();
+        var a = new EvaluationRecord
+        {
+            Id = "e1", RunId = Run, Iteration = 2, CheckpointId = "m2", Evaluator = "task",
+            Metrics = new Dictionary<string, double> { ["accuracy"] = 0.5, ["loss"] = double.NaN },
+        };
+        Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(a));
+        var reordered = a with { Metrics = new Dictionary<string, double> { ["loss"] = double.NaN, ["accuracy"] = 0.5 } };
+        Assert.Equal(WriteOutcome.Unchanged, await store.PutAsync(reordered));
+        Assert.True(double.IsNaN((await store.GetAsync<EvaluationRecord>("e1"))!.Metrics["loss"]));
+        Assert.Equal(WriteOutcome.Conflict, await store.PutAsync(a with { Metrics = new Dictionary<string, double> { ["accuracy"] = 0.6 } }));
+    }
+
+    [SkippableFact]
     public async Task Duplicates_counter_sees_a_writer_that_uses_random_ids()
     {
         await using var store = await OpenFreshAsync();
