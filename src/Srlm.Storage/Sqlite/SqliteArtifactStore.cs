@@ -235,6 +235,16 @@ public sealed class SqliteArtifactStore : IArtifactStore
             return WriteOutcome.Updated;
         }, ct);
 
+    public Task<WriteOutcome> ReopenFailedRunAsync(string runId, CancellationToken ct = default) =>
+        InWriteTransaction((c, tx) =>
+        {
+            using var upd = Cmd(c, "UPDATE runs SET state='Running', failure_reason=NULL, updated_at=$now, last_progress_at=$now WHERE id=$id AND state='Failed'",
+                tx, ("$now", Now()), ("$id", runId));
+            if (upd.ExecuteNonQuery() == 1) return WriteOutcome.Updated;
+            using var sel = Cmd(c, "SELECT COUNT(*) FROM runs WHERE id=$id", tx, ("$id", runId));
+            return (long)sel.ExecuteScalar()! == 1 ? WriteOutcome.Unchanged : throw new KeyNotFoundException($"run {runId} is not in store {Location}");
+        }, ct);
+
     public Task TouchRunAsync(string runId, CancellationToken ct = default) => WithConnection(c =>
     {
         using var cmd = Cmd(c, "UPDATE runs SET last_progress_at=$now WHERE id=$id", null, ("$now", Now()), ("$id", runId));

@@ -195,6 +195,17 @@ public abstract class ArtifactStoreConformance
         Assert.Equal(RunState.Failed, run.State);
         Assert.Equal("JudgeCandidate parked: bad body", run.FailureReason);
         await Assert.ThrowsAsync<KeyNotFoundException>(() => store.SetRunStateAsync("nope", RunState.Cancelled));
+
+        // An operator requeued the parked messages: the failed run runs again; a completed one never does.
+        Assert.Equal(WriteOutcome.Updated, await store.ReopenFailedRunAsync(Run));
+        Assert.Equal(WriteOutcome.Unchanged, await store.ReopenFailedRunAsync(Run));
+        run = (await store.GetRunAsync(Run))!;
+        Assert.Equal(RunState.Running, run.State);
+        Assert.Null(run.FailureReason);
+        Assert.Equal(WriteOutcome.Updated, await store.SetRunStateAsync(Run, RunState.Completed));
+        Assert.Equal(WriteOutcome.Unchanged, await store.ReopenFailedRunAsync(Run));
+        Assert.Equal(RunState.Completed, (await store.GetRunAsync(Run))!.State);
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => store.ReopenFailedRunAsync("nope"));
         await store.CreateRunAsync("run-b", "{}", 1);
         Assert.Equal(2, (await store.ListRunsAsync()).Count);
     }
