@@ -63,6 +63,8 @@ public sealed class BusInMemoryTests
         Assert.Contains("unit-always-fails_error", run.FailureReason);
         await TestBusHost.WaitUntilAsync(async () =>
             await host.Store.CountJournalAsync(new JournalQuery { RunId = "run-b", MessageType = "Srlm.Contracts.RunFailed" }) >= 1, Wait, "RunFailed journaled");
+        var faults = await host.Store.QueryJournalAsync(new JournalQuery { RunId = "run-b", MessageType = "MassTransit.Fault<Srlm.Contracts.GeneratePrompts>" });
+        Assert.Contains(faults, e => e.Direction == JournalDirection.Consumed && e.Endpoint == "run-fault" && e.Iteration == 1);
     }
 
     [Fact]
