@@ -229,15 +229,34 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
 
     /// <summary>Picks the next token of every row: (rows, V) logits -> (rows) ids. Row i's draw uses only its own
     /// uniform from its own stream, and all tensor ops are row-wise, so a row's token does not depend on its neighbours.</summary>
-    internal static Tensor Sample(Tensor logits, SamplingOptions o, SequenceRandom[] random, FinishReason?[] finished)
+    public static Tensor Sample(Tensor logits, SamplingOptions o, SequenceRandom[] random, FinishReason?[] finished)
     {
         if (o.Temperature == 0) return logits.argmax(-1);
         long v = logits.shape[1];
         var scaled = logits / o.Temperature;
-        Tensor values, indices; // (rows, K) sorted descending
-        if (o.TopK > 0 && o.TopK < v) (values, indices) = scaled.topk(o.TopK, dim: -1, largest: true, sorted: true);
-        else (values, indices) = scaled.sort(-1, descending: true);
-        var probs = values.softmax(-1);
+        Tensor probs, indices; // (rows, K): candidates in descending order and their probabilities under the full softmax
+        var lse = scaled.logsumexp(-1, keepdim: true); // (rows, 1)
+        long k = o.TopK > 0 && o.TopK < v ? o.TopK : v;
+        if (k == v && o.TopP < 1.0 && v > 256)
+        {
+            // The nucleus usually lies in the top 256: check every row's top-256 mass covers top-p, else sort all.
+            // Both paths compute the same leading probabilities and cumulative sums, so the draw is the same.
+            var (topValues, topIndices) = scaled.topk(256, dim: -1, largest: true, sorted: true);
+            var topProbs = (topValues - lse).exp_();
+            if (topProbs.sum(-1).ge(o.TopP).all().item<bool>()) k = 256;
+            if (k == 256) { probs = topProbs; indices = topIndices; }
+            else { var (values, idx) = scaled.sort(-1, descending: true); probs = (values - lse).exp_(); indices = idx; }
+        }
+        else if (k < v)
+        {
+            var (values, idx) = scaled.topk((int)k, dim: -1, largest: true, sorted: true);
+            probs = values.softmax(-1); indices = idx; // top-k first, then top-p on the renormalised rest (as HF's warpers)
+        }
+        else
+        {
+            var (values, idx) = scaled.sort(-1, descending: true);
+            probs = (values - lse).exp_(); indices = idx;
+        }
         if (o.TopP < 1.0)
         {
             var before = probs.cumsum(-1) - probs; // probability mass ranked above each token

@@ -26,10 +26,10 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
-        var variance = h.pow(2).mean([-1L], keepdim: true);
-        var normed = h * (variance + _eps).rsqrt();
+        var inv = h.square().mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // (..., 1)
+        var normed = h * inv;
         if (normed.dtype != x.dtype) normed = normed.to(x.dtype);
-        return (normed * weight).MoveToOuterDisposeScope();
+        return normed.mul_(weight).MoveToOuterDisposeScope();
     }
 }
 
@@ -170,6 +170,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
 
     public LlamaConfig Config { get; }
 
+    // (P, 2D) float32: [cos | sin] for positions 0..P-1, grown on demand; not a parameter or buffer (HF stores none).
+    private Tensor? _ropeTable;
+
     public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
     {
         Config = config.Validate();
@@ -231,7 +234,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         }
 
         var h = model.Embed(inputIds); // (B, T, C)
-        var (cos, sin) = Rope.CosSin(Config, positionIds, h.dtype, total);
+        var (cos, sin) = CosSin(positionIds, h.dtype, total);
 
         Tensor? mask = null;
         bool causal = false;
@@ -257,6 +260,32 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
         var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V)
         return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>cos, sin (B, 1, T, D) for the positions; from a cached table unless the scaling depends on length.</summary>
+    private (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, ScalarType dtype, long total)
+    {
+        if (Config.RopeScaling.Kind == "dynamic") return Rope.CosSin(Config, positionIds, dtype, total);
+        if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != positionIds.device_type)
+        {
+            long size = Math.Max(Math.Max(total, Config.MaxPositionEmbeddings), (_ropeTable?.shape[0] ?? 0) * 2);
+            using var scope = NewDisposeScope();
+            var pos = arange(0, size, dtype: ScalarType.Int64, device: positionIds.device).unsqueeze(0); // (1, P)
+            var (c, s) = Rope.CosSin(Config, pos, ScalarType.Float32, size);                            // (1, 1, P, D)
+            var table = cat([c, s], -1).view(size, -1).contiguous();
+            _ropeTable?.Dispose();
+            _ropeTable = table.DetachFromDisposeScope();
+        }
+        long b = positionIds.shape[0], t = positionIds.shape[1], d = Config.HeadDimension;
+        var rows = _ropeTable.index_select(0, positionIds.reshape(-1)).view(b, 1, t, 2 * d); // (B, 1, T, 2D)
+        if (dtype != ScalarType.Float32) rows = rows.to(dtype);
+        return (rows.narrow(-1, 0, d), rows.narrow(-1, d, d));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { _ropeTable?.Dispose(); _ropeTable = null; }
+        base.Dispose(disposing);
     }
 
     private static Tensor CausalMask(long past, long t, Device device)

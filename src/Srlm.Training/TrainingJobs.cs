@@ -83,6 +83,9 @@ internal static class JobRunner
 {
     /// <summary>Runs <paramref name="work"/> on a new dedicated thread: TorchSharp's dispose scopes and grad
     /// mode are per thread, so a whole job stays on one thread and never crosses an await.</summary>
+    public static Task<T> OnThread<T>(ModelExecutor? executor, string name, Func<T> work, CancellationToken cancel) =>
+        executor is not null ? executor.RunAsync(work, cancel) : OnDedicatedThread(name, work);
+
     public static Task<T> OnDedicatedThread<T>(string name, Func<T> work)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -187,8 +190,9 @@ public static partial class SftTrainer
     /// dedicated thread (resuming from the state directory when it holds state of this job), and writes
     /// the HF checkpoint plus training_meta.json.
     /// </summary>
-    public static Task<TrainingResult> RunAsync(SftJob job, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default) =>
-        JobRunner.OnDedicatedThread($"srlm-sft-{job.JobId}", () => Run(job, progress, cancel));
+    /// <param name="executor">the thread to run on; null starts a dedicated thread for this job.</param>
+    public static Task<TrainingResult> RunAsync(SftJob job, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default, ModelExecutor? executor = null) =>
+        JobRunner.OnThread(executor, $"srlm-sft-{job.JobId}", () => Run(job, progress, cancel), cancel);
 
     private static TrainingResult Run(SftJob job, IProgress<TrainingProgress>? progress, CancellationToken cancel)
     {
@@ -238,8 +242,9 @@ public static partial class DpoTrainer
     /// log-probs once when the pairs do not carry them, trains on a dedicated thread (resuming from the
     /// state directory), and writes the HF checkpoint plus training_meta.json.
     /// </summary>
-    public static Task<TrainingResult> RunAsync(DpoJob job, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default) =>
-        JobRunner.OnDedicatedThread($"srlm-dpo-{job.JobId}", () => Run(job, progress, cancel));
+    /// <param name="executor">the thread to run on; null starts a dedicated thread for this job.</param>
+    public static Task<TrainingResult> RunAsync(DpoJob job, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default, ModelExecutor? executor = null) =>
+        JobRunner.OnThread(executor, $"srlm-dpo-{job.JobId}", () => Run(job, progress, cancel), cancel);
 
     private static TrainingResult Run(DpoJob job, IProgress<TrainingProgress>? progress, CancellationToken cancel)
     {

@@ -35,7 +35,6 @@ internal sealed class TrainingLoop
     public required TrainingStateStore Store { get; init; }
     public IProgress<TrainingProgress>? Progress { get; init; }
 
-    public int[] TrainIndices { get; private set; } = [];
     public int[] ValidationIndices { get; private set; } = [];
     public TrainingStateInfo? Final { get; private set; }
     public bool Resumed { get; private set; }
@@ -47,7 +46,6 @@ internal sealed class TrainingLoop
         if (saved is not null && saved.JobFingerprint != Fingerprint)
             throw new InvalidOperationException($"training state in {Store.Directory} belongs to another job (different data, options or parent); use a fresh state directory");
         var plan = saved ?? NewPlan();
-        TrainIndices = plan.Batches.SelectMany(b => b).Distinct().Order().ToArray();
         ValidationIndices = plan.Validation;
 
         var parameters = Model.parameters().Where(p => p.requires_grad).ToList();
@@ -143,7 +141,6 @@ internal sealed class TrainingLoop
                 Store.Save(Snapshot(done), Model, optimizer);
         }
         Final = Snapshot(plan.TotalSteps);
-        if (plan.Step == plan.TotalSteps && saved is not null) Final = saved; // already complete: nothing ran
     }
 
     /// <summary>Validation metrics with the model in eval mode (no dropout, no gradient).</summary>

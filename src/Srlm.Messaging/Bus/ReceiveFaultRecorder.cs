@@ -22,9 +22,10 @@ public sealed partial class ReceiveFaultRecorder(IServiceProvider services, Srlm
 
     public async Task ReceiveFault(ReceiveContext context, Exception exception)
     {
-        // Consumer faults (and guard rejections) are recorded by RunFaultConsumer from their Fault<T>; only
-        // messages that could not be read at all are left to this observer.
-        if (!IsUnreadable(exception)) return;
+        // Consumer faults are recorded by RunFaultConsumer from their Fault<T>. Left to this observer: messages that
+        // could not be read at all, and those the run guard rejected before any consumer (no Fault<T> for them).
+        // A rejection seen by both is stored once: both use the id "{messageId}/{queue}_error".
+        if (!IsUnreadable(exception) && !IsPermanent(exception)) return;
         try
         {
             await Record(context, exception);
@@ -33,6 +34,13 @@ public sealed partial class ReceiveFaultRecorder(IServiceProvider services, Srlm
         {
             LogRecordFailed(log, e.Message);
         }
+    }
+
+    private static bool IsPermanent(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+            if (e is PermanentMessageException) return true;
+        return false;
     }
 
     private static bool IsUnreadable(Exception exception)
@@ -123,7 +131,7 @@ public sealed partial class ReceiveFaultRecorder(IServiceProvider services, Srlm
         return null;
     }
 
-    [LoggerMessage(EventId = 1302, Level = LogLevel.Error, Message = "unreadable {MessageType} {MessageId} of run {RunId} parked in {ErrorQueue}: {Reason}")]
+    [LoggerMessage(EventId = 1302, Level = LogLevel.Error, Message = "rejected {MessageType} {MessageId} of run {RunId} parked in {ErrorQueue}: {Reason}")]
     private static partial void LogParked(ILogger logger, string messageType, string? messageId, string? runId, string errorQueue, string reason);
 
     [LoggerMessage(EventId = 1303, Level = LogLevel.Error, Message = "could not record a receive fault: {Error}")]

@@ -211,6 +211,20 @@ public sealed class MongoArtifactStore : IArtifactStore
         return exists == 0 ? throw new KeyNotFoundException($"run {runId} is not in store {Location}") : WriteOutcome.Unchanged;
     }, ct);
 
+    public Task<WriteOutcome> ReopenFailedRunAsync(string runId, CancellationToken ct = default) => R(async token =>
+    {
+        var now = NowUtc();
+        var res = await _runs.UpdateOneAsync(new BsonDocument { { "_id", runId }, { "state", nameof(RunState.Failed) } },
+            new BsonDocument("$set", new BsonDocument
+            {
+                { "state", nameof(RunState.Running) }, { "failure_reason", BsonNull.Value }, { "updated_at", now }, { "last_progress_at", now },
+            }), cancellationToken: token);
+        if (res.ModifiedCount == 1) return WriteOutcome.Updated;
+        return await _runs.CountDocumentsAsync(new BsonDocument("_id", runId), cancellationToken: token) == 1
+            ? WriteOutcome.Unchanged
+            : throw new KeyNotFoundException($"run {runId} is not in store {Location}");
+    }, ct);
+
     public Task TouchRunAsync(string runId, CancellationToken ct = default) =>
         R(token => _runs.UpdateOneAsync(new BsonDocument("_id", runId), new BsonDocument("$set", new BsonDocument("last_progress_at", NowUtc())), cancellationToken: token), ct);
 

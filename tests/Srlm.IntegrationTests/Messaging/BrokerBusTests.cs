@@ -125,8 +125,9 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         Assert.Contains("missing required properties including: 'checkpointId', 'promptId', 'candidateId'", error.Reason);
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.GetRunAsync(run))!.State == RunState.Failed, Wait, "run failed");
         Assert.Equal(0, calls.Attempts);
-        var depth = (await RabbitQueues.DepthsAsync(connection, ["broker-echo_error"]))[0];
-        Assert.True(depth.Messages >= 2, "both malformed messages are in broker-echo_error");
+        IReadOnlyList<QueueDepth> depths = [];
+        await TestBusHost.WaitUntilAsync(async () => (depths = await RabbitQueues.DepthsAsync(connection, ["broker-echo_error", "broker-echo_skipped"]))[0].Messages >= 2,
+            Wait, $"both malformed messages in broker-echo_error ({string.Join(", ", depths)})");
 
         var run2 = await RunAsync(host.Store);
         await host.Bus.Publish(new JudgeCandidate { RunId = run2, Iteration = 1, CheckpointId = "c", PromptId = "p", CandidateId = run2 + "/c" });

@@ -64,8 +64,11 @@ public sealed class BrokerRestartTests(RestartableRabbitMqFixture fixture) : ICl
         await ServiceHarness.WaitUntilAsync(async () => (await store.GetRunAsync("restart-run"))!.State == RunState.Failed,
             TimeSpan.FromSeconds(30), "the service process recorded the fault");
         Assert.Contains("judge exploded", (await store.ListErrorsAsync("restart-run"))[0].Reason);
-        var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = "restart-run", Direction = JournalDirection.Consumed });
-        Assert.Contains(consumed, e => e.Host!.Contains($"/pairbuilder/{service.Pid}", StringComparison.Ordinal));
+        // Journaled as consumed by that process (the entry is appended right after the consumer returns).
+        await ServiceHarness.WaitUntilAsync(async () =>
+            (await store.QueryJournalAsync(new JournalQuery { RunId = "restart-run", Direction = JournalDirection.Consumed }))
+            .Any(e => e.Host!.Contains($"/pairbuilder/{service.Pid}", StringComparison.Ordinal) && e.Endpoint == "run-fault"),
+            TimeSpan.FromSeconds(10), "the fault journaled as consumed by the service process");
 
         // SIGKILL: no goodbye heartbeat, so the probe sees the heartbeat go stale; a restart is healthy again.
         service.Kill();

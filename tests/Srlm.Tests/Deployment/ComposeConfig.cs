@@ -24,7 +24,17 @@ public sealed partial class ComposeConfig
         ? "neither docker-compose nor the docker compose plugin is installed (CI installs Debian's docker-compose)"
         : null;
 
-    public static string RepoRoot => Srlm.Tests.Tasks.ServiceIndependenceTests.RepoRoot();
+    /// <summary>The folder holding Pipeline.sln above the test binaries (self-contained so that other test
+    /// projects can link this file).</summary>
+    public static string RepoRoot
+    {
+        get
+        {
+            var d = new DirectoryInfo(AppContext.BaseDirectory);
+            while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pipeline.sln"))) d = d.Parent;
+            return d?.FullName ?? throw new InvalidOperationException("Pipeline.sln not found above " + AppContext.BaseDirectory);
+        }
+    }
 
     /// <summary>Resolves <paramref name="files"/> (relative to the repository root) with <paramref name="envFile"/>;
     /// the variables the compose files use are removed from the child's environment so only the env file counts.</summary>

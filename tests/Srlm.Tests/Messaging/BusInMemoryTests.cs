@@ -63,6 +63,9 @@ public sealed class BusInMemoryTests
         Assert.Contains("unit-always-fails_error", run.FailureReason);
         await TestBusHost.WaitUntilAsync(async () =>
             await host.Store.CountJournalAsync(new JournalQuery { RunId = "run-b", MessageType = "Srlm.Contracts.RunFailed" }) >= 1, Wait, "RunFailed journaled");
+        await TestBusHost.WaitUntilAsync(async () =>
+            (await host.Store.QueryJournalAsync(new JournalQuery { RunId = "run-b", MessageType = "MassTransit.Fault<Srlm.Contracts.GeneratePrompts>" }))
+            .Any(e => e.Direction == JournalDirection.Consumed && e.Endpoint == "run-fault" && e.Iteration == 1), Wait, "the fault journaled as consumed, with its run");
     }
 
     [Fact]
@@ -108,5 +111,25 @@ public sealed class BusInMemoryTests
             await host.Store.CountJournalAsync(new JournalQuery { Direction = JournalDirection.Consumed, MessageType = "Srlm.Contracts.IterationStarted" }) == 2, Wait, "both consumed");
         Assert.Equal("run-f", ((IterationStarted)Assert.Single(calls.Handled)).RunId);
         Assert.Empty(await host.Store.ListErrorsAsync());
+    }
+
+    [Fact]
+    public async Task Replay_republishes_a_journaled_slice_into_a_new_run()
+    {
+        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitEchoConsumer, UnitEchoConsumerDefinition>());
+        await using var _ = host;
+        await host.Store.CreateRunAsync("run-r", "{}", 1);
+        await host.Bus.Publish(new IterationStarted { RunId = "run-r", Iteration = 1, CheckpointId = "run-r/m1" });
+        await host.Bus.Publish(new IterationStarted { RunId = "run-r", Iteration = 2, CheckpointId = "run-r/m2" });
+        await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 2), Wait, "both handled");
+
+        var items = await Srlm.Messaging.Operations.JournalReplay.SelectAsync(host.Store, "run-r", iteration: 2, type: "IterationStarted");
+        Assert.Equal(2, Assert.Single(items).Entry.Iteration);
+        var stores = host.Host.Services.GetRequiredService<StoreSet>();
+        await Srlm.Messaging.Operations.JournalReplay.CopyRunAsync(stores.Artifacts, stores.Checkpoints, "run-r", "run-s", items[0].Entry.Time);
+        await Srlm.Messaging.Operations.JournalReplay.PublishAsync(host.Bus, items, "run-r", "run-s");
+        await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 3), Wait, "replayed message handled");
+        Assert.Contains(new IterationStarted { RunId = "run-s", Iteration = 2, CheckpointId = "run-s/m2" }, calls.Handled);
+        Assert.Equal(1, await host.Store.CountJournalAsync(new JournalQuery { RunId = "run-s", Direction = JournalDirection.Consumed }));
     }
 }
