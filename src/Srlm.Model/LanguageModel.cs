@@ -24,10 +24,10 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
     {
         if (!System.IO.Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, Checkpoint.ConfigFile));
-        var tokenizer = Tokenizers.Load(dir);
+        var tokenizer = TokenizerFiles.Load(dir);
         if (tokenizer.VocabSize > config.VocabSize)
-            throw new CheckpointException(Path.Combine(dir, Tokenizers.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
-        var template = PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
+            throw new CheckpointException(Path.Combine(dir, TokenizerFiles.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
+        var template = PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, TokenizerFiles.ConfigFile)), tokenizer);
         var generation = Checkpoint.LoadGenerationSettings(dir);
         var model = Checkpoint.LoadModel(dir, dtype, configure);
         return new LanguageModel(model, tokenizer, template, generation, dir);

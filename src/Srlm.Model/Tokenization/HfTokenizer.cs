@@ -518,7 +518,7 @@ public sealed class HfTokenizer : ITokenizer
     public void Save(string dir)
     {
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, Tokenizers.JsonFile), _json);
+        File.WriteAllText(Path.Combine(dir, TokenizerFiles.JsonFile), _json);
         var cfg = _config with
         {
             BosToken = _config.BosToken ?? (BosId is { } b ? IdToToken(b) : null),
@@ -526,6 +526,6 @@ public sealed class HfTokenizer : ITokenizer
             PadToken = _config.PadToken ?? IdToToken(PadId),
             AddBosToken = AddBos,
         };
-        cfg.Save(Path.Combine(dir, Tokenizers.ConfigFile), "PreTrainedTokenizerFast");
+        cfg.Save(Path.Combine(dir, TokenizerFiles.ConfigFile), "PreTrainedTokenizerFast");
     }
 }

@@ -24,7 +24,7 @@ public interface ITokenizer
     void Save(string dir);
 }
 
-public static class Tokenizers
+public static class TokenizerFiles
 {
     public const string JsonFile = "tokenizer.json";
     public const string SentencePieceFile = "tokenizer.model";

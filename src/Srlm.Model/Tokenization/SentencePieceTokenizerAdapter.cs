@@ -58,13 +58,13 @@ public sealed class SentencePieceTokenizerAdapter : ITokenizer
     public void Save(string dir)
     {
         Directory.CreateDirectory(dir);
-        File.WriteAllBytes(Path.Combine(dir, Tokenizers.SentencePieceFile), _model);
+        File.WriteAllBytes(Path.Combine(dir, TokenizerFiles.SentencePieceFile), _model);
         var cfg = _config with
         {
             BosToken = _config.BosToken ?? (BosId is { } b ? IdToToken(b) : null),
             EosToken = _config.EosToken ?? (EosId is { } e ? IdToToken(e) : null),
             AddBosToken = AddBos,
         };
-        cfg.Save(Path.Combine(dir, Tokenizers.ConfigFile), "LlamaTokenizer");
+        cfg.Save(Path.Combine(dir, TokenizerFiles.ConfigFile), "LlamaTokenizer");
     }
 }

@@ -125,7 +125,7 @@ public class BadCheckpointTests
     public void Missing_tokenizer()
     {
         var dir = GoodCheckpoint();
-        File.Delete(Path.Combine(dir, Tokenizers.JsonFile));
+        File.Delete(Path.Combine(dir, TokenizerFiles.JsonFile));
         Fails(dir, "tokenizer.json", "missing tokenizer");
     }
 

@@ -58,8 +58,8 @@ public class SentencePieceTests
     public void SentencePiece_model_encodes_with_bos_round_trips_and_falls_back_to_bytes()
     {
         var dir = TestModels.TempDir("spm");
-        File.WriteAllBytes(Path.Combine(dir, Tokenizers.SentencePieceFile), Model(out var ids));
-        var tok = Tokenizers.Load(dir);
+        File.WriteAllBytes(Path.Combine(dir, TokenizerFiles.SentencePieceFile), Model(out var ids));
+        var tok = TokenizerFiles.Load(dir);
         Assert.IsType<SentencePieceTokenizerAdapter>(tok);
         Assert.Equal(1, tok.BosId);
         Assert.Equal(2, tok.EosId);
@@ -75,7 +75,7 @@ public class SentencePieceTests
         Assert.Equal("hellö", tok.Decode(withBytes));
 
         tok.Save(Path.Combine(dir, "copy"));
-        var back = Tokenizers.Load(Path.Combine(dir, "copy"));
+        var back = TokenizerFiles.Load(Path.Combine(dir, "copy"));
         Assert.Equal(enc, back.Encode("hello world", addBos: true));
     }
 }

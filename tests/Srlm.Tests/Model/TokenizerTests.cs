@@ -21,9 +21,9 @@ public class TokenizerTests
         {
             ["version"] = "1.0",
             ["added_tokens"] = new JsonArray(
-                new JsonObject { ["id"] = 0, ["content"] = "<unk>", ["special"] = true },
-                new JsonObject { ["id"] = 1, ["content"] = "<s>", ["special"] = true },
-                new JsonObject { ["id"] = 2, ["content"] = "</s>", ["special"] = true }),
+                new JsonObject { ["id"] = 0, ["content"] = "<unk>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false, ["special"] = true },
+                new JsonObject { ["id"] = 1, ["content"] = "<s>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false, ["special"] = true },
+                new JsonObject { ["id"] = 2, ["content"] = "</s>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false, ["special"] = true }),
             ["normalizer"] = new JsonObject
             {
                 ["type"] = "Sequence",
@@ -37,6 +37,13 @@ public class TokenizerTests
                 ["type"] = "TemplateProcessing",
                 ["single"] = new JsonArray(new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "<s>", ["type_id"] = 0 } },
                     new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } }),
+                ["pair"] = new JsonArray(new JsonObject { ["SpecialToken"] = new JsonObject { ["id"] = "<s>", ["type_id"] = 0 } },
+                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "A", ["type_id"] = 0 } },
+                    new JsonObject { ["Sequence"] = new JsonObject { ["id"] = "B", ["type_id"] = 1 } }),
+                ["special_tokens"] = new JsonObject
+                {
+                    ["<s>"] = new JsonObject { ["id"] = "<s>", ["ids"] = new JsonArray(1), ["tokens"] = new JsonArray("<s>") },
+                },
             },
             ["decoder"] = new JsonObject
             {
@@ -49,7 +56,8 @@ public class TokenizerTests
             },
             ["model"] = new JsonObject
             {
-                ["type"] = "BPE", ["unk_token"] = "<unk>", ["fuse_unk"] = true, ["byte_fallback"] = true,
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = "<unk>", ["continuing_subword_prefix"] = null, ["end_of_word_suffix"] = null,
+                ["fuse_unk"] = true, ["byte_fallback"] = true, ["ignore_merges"] = false,
                 ["vocab"] = vocab, ["merges"] = new JsonArray(merges.Select(m => (JsonNode)m).ToArray()),
             },
         };
@@ -122,7 +130,7 @@ public class TokenizerTests
         var dir = TestModels.TempDir("tok");
         var tok = TokenizerBuilder.TrainBpe(Corpus, 300);
         tok.Save(dir);
-        var back = Tokenizers.Load(dir);
+        var back = TokenizerFiles.Load(dir);
         const string text = "the dog sat on 42 logs 🙂";
         Assert.Equal(tok.Encode(text), back.Encode(text));
         Assert.Equal(tok.PadId, back.PadId);
@@ -135,7 +143,7 @@ public class TokenizerTests
     {
         var dir = TestModels.TempDir("tokbad");
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
-        var e = Assert.Throws<CheckpointException>(() => Tokenizers.Load(dir));
+        var e = Assert.Throws<CheckpointException>(() => TokenizerFiles.Load(dir));
         Assert.Contains("tokenizer.json", e.Message);
         Assert.Contains("WordPiece", e.Message);
         Assert.DoesNotContain("\n", e.Message);
