@@ -53,25 +53,32 @@ public sealed class KvCache : IDisposable
     /// <summary>A new cache where each sequence is repeated n times in a row (n samples share one prefill).</summary>
     public KvCache RepeatInterleave(long n, long? capacity = null)
     {
+        using var index = arange(BatchSize, dtype: ScalarType.Int64).repeat_interleave(n);
+        return Select(index, capacity);
+    }
+
+    /// <summary>A new cache holding the rows <paramref name="rows"/> (int64, any length, repeats allowed) of this one.</summary>
+    public KvCache Select(Tensor rows, long? capacity = null)
+    {
         long cap = capacity ?? Capacity;
         var keys = new Tensor[_keys.Length];
         var values = new Tensor[_keys.Length];
+        using var index = rows.to(_keys[0].device);
         for (int i = 0; i < keys.Length; i++)
         {
-            keys[i] = Grow(_keys[i], n, cap);
-            values[i] = Grow(_values[i], n, cap);
+            keys[i] = Gather(_keys[i], index, cap);
+            values[i] = Gather(_values[i], index, cap);
         }
         return new KvCache(keys, values, Length, cap);
     }
 
-    private Tensor Grow(Tensor src, long n, long cap)
+    private Tensor Gather(Tensor src, Tensor rows, long cap)
     {
         var shape = src.shape;
-        var dst = zeros([shape[0] * n, shape[1], cap, shape[3]], src.dtype, src.device).DetachFromDisposeScope();
-        using var filled = src.narrow(2, 0, Length);
-        using var repeated = filled.repeat_interleave(n, 0);
-        using var view = dst.narrow(2, 0, Length);
-        view.copy_(repeated);
+        var dst = zeros([rows.shape[0], shape[1], cap, shape[3]], src.dtype, src.device).DetachFromDisposeScope();
+        using var scope = NewDisposeScope();
+        var picked = src.narrow(2, 0, Length).index_select(0, rows);
+        dst.narrow(2, 0, Length).copy_(picked);
         return dst;
     }
 

@@ -85,6 +85,37 @@ public static partial class SeedData
         return Finish(path, records, errors);
     }
 
+    /// <summary>Reads preference pairs, one JSON object a line: {"id","prompt","chosen","rejected"} and optionally
+    /// "ref_chosen_logp"/"ref_rejected_logp"; throws <see cref="SeedDataException"/> listing every bad record.</summary>
+    public static IReadOnlyList<PreferencePair> ReadPairs(string path)
+    {
+        var records = new List<PreferencePair>();
+        var errors = new List<string>();
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (line, obj, error) in ReadObjects(path))
+        {
+            var where = $"{path}:{line}";
+            if (error is not null) { errors.Add($"{where}: {error}"); continue; }
+            var id = RequiredText(obj, "id", errors, where);
+            var prompt = RequiredText(obj, "prompt", errors, where);
+            var chosen = RequiredText(obj, "chosen", errors, where);
+            var rejected = RequiredText(obj, "rejected", errors, where);
+            double? Num(string field)
+            {
+                if (!obj.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+                if (v.ValueKind == JsonValueKind.Number) return v.GetDouble();
+                errors.Add($"{where}: field \"{field}\" must be a number, got {v.GetRawText()}");
+                return null;
+            }
+            var rc = Num("ref_chosen_logp");
+            var rr = Num("ref_rejected_logp");
+            if (id is not null && !ids.Add(id)) { errors.Add($"{where}: duplicate id \"{id}\""); continue; }
+            if (id is not null && prompt is not null && chosen is not null && rejected is not null)
+                records.Add(new PreferencePair(id, prompt, chosen, rejected) { ReferenceChosenLogp = rc, ReferenceRejectedLogp = rr });
+        }
+        return Finish(path, records, errors);
+    }
+
     /// <summary>Fills {instruction} and {response} in one pass (text inside the values is never re-substituted).</summary>
     public static string FillJudgeTemplate(string template, string instruction, string response)
     {
@@ -100,14 +131,14 @@ public static partial class SeedData
         return ScoreLine().IsMatch(trimmed) ? trimmed : $"{trimmed}\nScore: {score}";
     }
 
-    private static IReadOnlyList<T> Finish<T>(string path, List<T> records, List<string> errors)
+    internal static IReadOnlyList<T> Finish<T>(string path, List<T> records, List<string> errors)
     {
         if (errors.Count > 0) throw new SeedDataException(errors);
         if (records.Count == 0) throw new SeedDataException([$"{path}: no records"]);
         return records;
     }
 
-    private static string? RequiredText(JsonElement obj, string field, List<string> errors, string where)
+    internal static string? RequiredText(JsonElement obj, string field, List<string> errors, string where)
     {
         if (!obj.TryGetProperty(field, out var v)) { errors.Add($"{where}: missing field \"{field}\""); return null; }
         if (v.ValueKind != JsonValueKind.String) { errors.Add($"{where}: field \"{field}\" must be a string, got {v.ValueKind}"); return null; }
@@ -117,7 +148,7 @@ public static partial class SeedData
     }
 
     /// <summary>Each non-blank line as a JSON object, or the reason it is not one (1-based line numbers).</summary>
-    private static IEnumerable<(int Line, JsonElement Obj, string? Error)> ReadObjects(string path)
+    internal static IEnumerable<(int Line, JsonElement Obj, string? Error)> ReadObjects(string path)
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }

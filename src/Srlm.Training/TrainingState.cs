@@ -21,6 +21,8 @@ public sealed record TrainingStateInfo
     public required string JobFingerprint { get; init; }
     /// <summary>The data order: the example indexes of every optimizer step, all epochs.</summary>
     public required int[][] Batches { get; init; }
+    /// <summary>Optimizer steps per epoch (for the "epoch" metric).</summary>
+    public int StepsPerEpoch { get; init; }
     /// <summary>Indexes held out for validation.</summary>
     public required int[] Validation { get; init; }
     /// <summary>Every logged metric row so far (train and validation).</summary>
@@ -84,13 +86,9 @@ public sealed class TrainingStateStore
         var tmp = Path.Combine(Directory, $"{name}.tmp");
         if (System.IO.Directory.Exists(tmp)) System.IO.Directory.Delete(tmp, recursive: true);
         System.IO.Directory.CreateDirectory(tmp);
-        using (var fs = new FileStream(Path.Combine(tmp, "weights.bin"), FileMode.CreateNew))
-        {
-            model.save(fs);
-            fs.Flush(flushToDisk: true);
-        }
+        WriteWeights(Path.Combine(tmp, "weights.bin"), model);
         using (var fs = new FileStream(Path.Combine(tmp, "optimizer.bin"), FileMode.CreateNew))
-        using (var w = new BinaryWriter(fs))
+        using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
         {
             optimizer.save_state_dict(w);
             w.Flush();
@@ -110,11 +108,7 @@ public sealed class TrainingStateStore
         var dir = Path.Combine(Directory, "best");
         System.IO.Directory.CreateDirectory(dir);
         var tmp = Path.Combine(dir, "weights.bin.tmp");
-        using (var fs = new FileStream(tmp, FileMode.Create))
-        {
-            model.save(fs);
-            fs.Flush(flushToDisk: true);
-        }
+        WriteWeights(tmp, model);
         File.Move(tmp, Path.Combine(dir, "weights.bin"), overwrite: true);
     }
 
@@ -142,6 +136,17 @@ public sealed class TrainingStateStore
         var folder = Path.Combine(Directory, File.ReadAllText(pointer).Trim());
         if (!System.IO.Directory.Exists(folder)) throw new InvalidDataException($"{pointer}: names a missing folder {folder}");
         return folder;
+    }
+
+    private static void WriteWeights(string path, nn.Module model)
+    {
+        using var fs = new FileStream(path, FileMode.Create);
+        using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
+        {
+            model.save(w);
+            w.Flush();
+        }
+        fs.Flush(flushToDisk: true);
     }
 
     private static void WriteAllBytesDurable(string path, byte[] bytes)

@@ -6,12 +6,32 @@ namespace Srlm.Tests.Model;
 /// <summary>Small configs and temp folders shared by the model tests.</summary>
 internal static class TestModels
 {
+    static TestModels()
+    {
+        // Tests of several classes run in parallel on a 2-core CI machine: one libtorch thread each avoids the
+        // OpenMP oversubscription that made decode steps ~10x slower. SRLM_THREADS still wins when set.
+        if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("SRLM_THREADS"))) TorchSharp.torch.set_num_threads(1);
+        TorchRuntime.Initialise();
+    }
+
     public static LlamaConfig Llama(int vocab = 96) => LlamaConfig.Tiny(vocab, hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 160);
 
     public static LlamaConfig Qwen2Tied(int vocab = 96) => LlamaConfig.Tiny(vocab, hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 160)
         with { ModelType = "qwen2", AttentionBias = true, TieWordEmbeddings = true, RopeTheta = 1_000_000 };
 
     public static LlamaConfig LlamaTied(int vocab = 96) => Llama(vocab) with { TieWordEmbeddings = true };
+
+    public const string Alphabet = "abcdefghijklmnopqrstuvwxyz .,!?ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    /// <summary>A random-weight model with a character-level tokenizer; initStd large enough that sampling is not uniform.</summary>
+    public static LanguageModel CharModel(long seed = 1, double initStd = 0.25, LlamaConfig? config = null)
+    {
+        var tok = Srlm.Model.Tokenization.TokenizerBuilder.CharLevel(Alphabet);
+        var cfg = config ?? Llama(vocab: 320);
+        var model = LlamaForCausalLM.Create(cfg, seed, initStd);
+        model.eval();
+        return new LanguageModel(model, tok, Srlm.Model.Tokenization.PromptTemplate.Plain, new GenerationSettings());
+    }
 
     public static string TempDir(string name)
     {

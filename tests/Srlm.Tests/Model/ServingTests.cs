@@ -1,0 +1,69 @@
+using Srlm.Model;
+
+namespace Srlm.Tests.Model;
+
+public class ServingTests
+{
+    private static string SaveCharModel(long seed)
+    {
+        var dir = TestModels.TempDir("served");
+        using var lm = TestModels.CharModel(seed);
+        lm.Save(dir);
+        return dir;
+    }
+
+    [Fact]
+    public async Task Model_work_runs_on_the_executor_thread_and_results_match_direct_generation()
+    {
+        var dir = SaveCharModel(21);
+        using var served = await ServedModel.LoadAsync("m21", dir);
+        var ids = served.Tokenizer.Encode("hello", addBos: true);
+        var options = new SamplingOptions { MaxNewTokens = 10, Temperature = 0.8 };
+        var threads = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => served.RunAsync(_ => Environment.CurrentManagedThreadId)));
+        Assert.Single(threads.Distinct());
+        Assert.NotEqual(Environment.CurrentManagedThreadId, threads[0]);
+
+        var viaExecutor = await served.GenerateAsync([new GenerationRequest(ids, 5UL)], options);
+        using var direct = LanguageModel.Load(dir);
+        var expected = new TextGenerator(direct.Model, direct.Tokenizer).Generate([new GenerationRequest(ids, 5UL)], options);
+        Assert.Equal(expected[0].TokenIds, viaExecutor[0].TokenIds);
+        var lp = await served.LogProbsAsync([(ids, viaExecutor[0].TokenIds.Length > 0 ? viaExecutor[0].TokenIds : [5])]);
+        Assert.True(lp[0].Sum < 0);
+    }
+
+    [Fact]
+    public async Task Executor_propagates_exceptions_to_the_awaiting_caller()
+    {
+        using var ex = new ModelExecutor("t");
+        await Assert.ThrowsAsync<InvalidOperationException>(() => ex.RunAsync<int>(() => throw new InvalidOperationException("boom")));
+        Assert.Equal(3, await ex.RunAsync(() => 3));
+    }
+
+    [Fact]
+    public async Task Cache_loads_once_evicts_the_least_recently_used_and_keeps_leased_models()
+    {
+        var dirs = new Dictionary<string, string> { ["a"] = SaveCharModel(1), ["b"] = SaveCharModel(2), ["c"] = SaveCharModel(3) };
+        int loads = 0;
+        long oneModel;
+        using (var probe = LanguageModel.Load(dirs["a"])) oneModel = probe.WeightBytes;
+        using var cache = new ModelCache(oneModel * 2, (id, _) => { Interlocked.Increment(ref loads); return Task.FromResult(dirs[id]); });
+
+        var leases = await Task.WhenAll(cache.AcquireAsync("a"), cache.AcquireAsync("a"));
+        Assert.Same(leases[0].Model, leases[1].Model);
+        Assert.Equal(1, loads);
+        foreach (var l in leases) l.Dispose();
+
+        using (await cache.AcquireAsync("b")) { }
+        using (await cache.AcquireAsync("a")) { } // a is now more recent than b
+        using (await cache.AcquireAsync("c")) { } // over the bound: b goes
+        Assert.Equal(new[] { "a", "c" }, cache.Loaded.OrderBy(x => x));
+
+        // A leased model is never evicted, even over the bound.
+        using var held = await cache.AcquireAsync("a");
+        using (await cache.AcquireAsync("b")) { }
+        Assert.Contains("a", cache.Loaded);
+        var r = await held.Model.GenerateAsync([new GenerationRequest(held.Model.Tokenizer.Encode("x", addBos: true), 1UL)], SamplingOptions.Greedy(3));
+        Assert.Single(r);
+        Assert.Equal(4, loads);
+    }
+}
