@@ -57,7 +57,10 @@ public sealed class StatusCommand : ICommand
         try
         {
             await using var connection = await RabbitQueues.ConnectAsync(env.Options.Bus, "srlm-status", cancel);
-            var queues = ServiceQueues();
+            // The services' queues and their _error twins, plus any queue this run has parked messages in.
+            var parked = (await env.Store.ListErrorsAsync(report.RunId, ct: cancel)).Select(e => e.Queue).OfType<string>()
+                .Select(q => q.EndsWith("_error", StringComparison.Ordinal) ? q[..^"_error".Length] : q);
+            var queues = ServiceQueues().Concat(parked).Distinct(StringComparer.Ordinal).ToList();
             var depths = await RabbitQueues.DepthsAsync(connection, queues.Concat(queues.Select(q => q + "_error")), cancel);
             return report with { Queues = depths };
         }

@@ -24,6 +24,7 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         {
             x.AddConsumer<BrokerEchoConsumer, BrokerEchoConsumerDefinition>();
             x.AddConsumer<BrokerAlwaysFailsConsumer, BrokerAlwaysFailsConsumerDefinition>();
+            x.AddConsumer<BrokerFlakyConsumer, BrokerFlakyConsumerDefinition>();
         }, s => s.AddSingleton(calls));
         return (host, calls);
     }
@@ -132,5 +133,36 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var run2 = await RunAsync(host.Store);
         await host.Bus.Publish(new JudgeCandidate { RunId = run2, Iteration = 1, CheckpointId = "c", PromptId = "p", CandidateId = run2 + "/c" });
         await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 1), Wait, "next message handled");
+    }
+
+    [SkippableFact]
+    public async Task Errors_requeue_moves_a_parked_message_back_and_status_shows_queue_depths()
+    {
+        var (host, calls) = await StartAsync();
+        await using var _ = host;
+        var run = await RunAsync(host.Store);
+        await host.Bus.Publish(new CheckpointReady { RunId = run, Iteration = 1, CheckpointId = run + "/m2", ParentCheckpointId = run + "/m1" });
+        await TestBusHost.WaitUntilAsync(async () => (await host.Store.ListErrorsAsync(run)).Count == 1, Wait, "parked");
+
+        // The real CLI, as its own process, against the same broker and store.
+        var env = new Dictionary<string, string> { ["SRLM_BUS"] = fixture.Require().AmqpUri, ["SRLM_STORE"] = "sqlite://" + Path.Combine(host.Folder, "srlm.db") };
+        await using var cli = new ServiceHarness(env);
+        var last = "";
+        for (var deadline = DateTime.UtcNow + Wait; !last.Contains("broker-flaky_error 1/0", StringComparison.Ordinal); await Task.Delay(500))
+            if (DateTime.UtcNow > deadline) Assert.Fail($"status never showed broker-flaky_error 1/0: {last}");
+            else last = (await cli.CliAsync(TimeSpan.FromSeconds(60), "status", run)).Output;
+        var status = await cli.CliAsync(TimeSpan.FromSeconds(60), "status", run);
+        Assert.Equal(1, status.ExitCode); // failed
+        Assert.Contains("run-fault 0/1", status.Output);
+        var list = await cli.CliAsync(TimeSpan.FromSeconds(60), "errors", "list", "--run", run);
+        Assert.Contains("not readable yet", list.Output);
+
+        calls.Failing = false;
+        var requeue = await cli.CliAsync(TimeSpan.FromSeconds(60), "errors", "requeue", "--run", run);
+        Assert.True(requeue.ExitCode == 0, requeue.Output);
+        Assert.Contains("broker-flaky_error: 1 messages moved back to broker-flaky", requeue.Output);
+        await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 1), Wait, "the requeued message handled");
+        Assert.Empty(await host.Store.ListErrorsAsync(run));
+        Assert.Single(await host.Store.ListErrorsAsync(run, includeRequeued: true));
     }
 }

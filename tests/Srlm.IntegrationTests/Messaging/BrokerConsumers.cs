@@ -29,3 +29,16 @@ public sealed class BrokerAlwaysFailsConsumer(Calls calls) : IConsumer<PairsRead
 }
 
 public sealed class BrokerAlwaysFailsConsumerDefinition : SrlmConsumerDefinition<BrokerAlwaysFailsConsumer>;
+
+public sealed class BrokerFlakyConsumer(Calls calls) : IConsumer<CheckpointReady>
+{
+    public Task Consume(ConsumeContext<CheckpointReady> context)
+    {
+        calls.Attempt();
+        if (calls.Failing) throw new IOException($"checkpoint {context.Message.CheckpointId} not readable yet");
+        calls.Done(context.Message);
+        return Task.CompletedTask;
+    }
+}
+
+public sealed class BrokerFlakyConsumerDefinition : SrlmConsumerDefinition<BrokerFlakyConsumer>;
