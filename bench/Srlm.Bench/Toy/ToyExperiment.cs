@@ -27,6 +27,9 @@ public sealed record ToyOptions
     public int JudgedPrompts { get; init; } = 40;
     public int JudgeEvalRecords { get; init; } = 60;
     public long Seed { get; init; } = 1;
+    /// <summary>0: character-level tokenizer; otherwise a byte-level BPE of this vocabulary size (the fixed
+    /// rubric text of every judge prompt then costs far fewer tokens).</summary>
+    public int BpeVocab { get; init; }
 }
 
 /// <summary>
@@ -51,7 +54,8 @@ public static partial class ToyExperiment
         var sft = ift.Select(r => (Prompt: r.Instruction, Completion: r.Answer!))
             .Concat(eft.Select(r => (Prompt: SeedData.FillJudgeTemplate(judgeTemplate, r.Instruction, r.Answer!), Completion: r.Judgement!)))
             .ToList();
-        var tok = TokenizerBuilder.CharLevel(string.Concat(sft.Select(e => e.Prompt + e.Completion)) + Template.Template);
+        var corpus = string.Concat(sft.Select(e => e.Prompt + e.Completion)) + Template.Template;
+        ITokenizer tok = o.BpeVocab > 0 ? TokenizerBuilder.TrainBpe(corpus, o.BpeVocab) : TokenizerBuilder.CharLevel(corpus);
         TokenizedSequence Tokenize((string Prompt, string Completion) e) =>
             new([.. tok.Encode(Template.Format(e.Prompt), addBos: true)], [.. tok.Encode(e.Completion, addEos: true)]);
         var examples = sft.Select(Tokenize).ToList();

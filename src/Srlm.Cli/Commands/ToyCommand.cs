@@ -29,6 +29,7 @@ public sealed class ToyCommand : ICommand
             JudgedPrompts = a.Int("--judged", d.JudgedPrompts),
             JudgeEvalRecords = a.Int("--judge-eval", d.JudgeEvalRecords),
             Seed = a.Int("--seed", (int)d.Seed),
+            BpeVocab = a.Int("--bpe", 0),
         };
         a.EnsureAllRead();
         if (!File.Exists(Path.Combine(o.SeedDir, "ift.jsonl"))) throw new UsageException($"{o.SeedDir}: no ift.jsonl (write one with srlm seed)");
