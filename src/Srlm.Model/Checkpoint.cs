@@ -25,10 +25,12 @@ public static class Checkpoint
 
     /// <summary>Loads the weights of the checkpoint in <paramref name="dir"/> into a new model. Every safetensors
     /// header is validated before any tensor is read; a missing, unexpected or misshapen tensor is an error.</summary>
-    public static LlamaForCausalLM LoadModel(string dir, ScalarType dtype = ScalarType.Float32)
+    /// <param name="configure">adjusts the config before the model is built (e.g. training dropout); architecture fields must not change.</param>
+    public static LlamaForCausalLM LoadModel(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null)
     {
         if (!Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, ConfigFile));
+        if (configure is not null) config = configure(config);
         var headers = OpenWeights(dir);
         var where = new Dictionary<string, SafeTensorsHeader>(StringComparer.Ordinal);
         foreach (var h in headers)

@@ -19,7 +19,8 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
     public long WeightBytes => Model.parameters().Sum(p => p.numel() * p.ElementSize);
 
     /// <summary>Loads a checkpoint folder; fails fast with a one-line CheckpointException on any bad file.</summary>
-    public static LanguageModel Load(string dir, ScalarType dtype = ScalarType.Float32)
+    /// <param name="configure">adjusts the config before the model is built (e.g. training dropout).</param>
+    public static LanguageModel Load(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null)
     {
         if (!System.IO.Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, Checkpoint.ConfigFile));
@@ -28,7 +29,7 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
             throw new CheckpointException(Path.Combine(dir, Tokenizers.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
         var template = PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
         var generation = Checkpoint.LoadGenerationSettings(dir);
-        var model = Checkpoint.LoadModel(dir, dtype);
+        var model = Checkpoint.LoadModel(dir, dtype, configure);
         return new LanguageModel(model, tokenizer, template, generation, dir);
     }
 

@@ -1,5 +1,11 @@
-// Host for the judge service. The service itself lives in the Srlm.Judge library so that the same code runs
-// in its own container or inside `srlm run`.
-var builder = Host.CreateApplicationBuilder(args);
-var host = builder.Build();
-host.Run();
+// Host of the judge service: shared infrastructure (environment, store, logs, health) plus the bus with the
+// service's consumers. The service itself lives in the Srlm.Judge library, so the same code runs in its own
+// process or container and inside `srlm run`. `srlm-judge --health` probes a running instance.
+using Srlm.Messaging.Bus;
+using Srlm.Messaging.Hosting;
+
+return await SrlmHost.RunAsync(args, "judge", builder =>
+{
+    builder.Services.AddSrlmInfrastructure(builder.Configuration);
+    builder.Services.AddSrlmBus(builder.Configuration, bus => { });
+});

@@ -1,0 +1,207 @@
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+using Srlm.Contracts;
+using Srlm.Contracts.Spec;
+using Srlm.Judge;
+using Srlm.Messaging.Bus;
+using Srlm.Storage;
+
+namespace Srlm.Generator;
+
+/// <summary>Grades a model's answer to a held-out instruction. A task family's checker implements it; the
+/// host (the CLI, which may reference task families) registers it: the service assemblies never reference
+/// the checkers.</summary>
+public interface IAnswerEvaluator
+{
+    /// <summary>The name the spec's evaluation.evaluator gives.</summary>
+    string Name { get; }
+
+    /// <summary>True/false, or null when the instruction is not one this evaluator can grade.</summary>
+    bool? IsCorrect(string instruction, string answer);
+}
+
+/// <summary>One held-out answer with its true quality (EFT format), for the judge's agreement.</summary>
+public sealed record LabelledAnswer(string Instruction, string Answer, double TrueScore);
+
+/// <summary>Agreement of predicted scores with true ones: pairwise accuracy over answers of one instruction
+/// with different true scores (a tie or a missing prediction counts as wrong), Spearman's rho (average
+/// ranks for ties) and Kendall's tau-b over the answers with a prediction.</summary>
+public static class Agreement
+{
+    public static double PairwiseAccuracy(IReadOnlyList<(string Group, double True, double? Predicted)> items)
+    {
+        int pairs = 0, right = 0;
+        foreach (var g in items.GroupBy(i => i.Group))
+        {
+            var list = g.ToList();
+            for (int a = 0; a < list.Count; a++)
+                for (int b = a + 1; b < list.Count; b++)
+                {
+                    if (list[a].True == list[b].True) continue;
+                    pairs++;
+                    if (list[a].Predicted is { } pa && list[b].Predicted is { } pb && Math.Sign(pa - pb) == Math.Sign(list[a].True - list[b].True)) right++;
+                }
+        }
+        return pairs == 0 ? double.NaN : (double)right / pairs;
+    }
+
+    public static double Spearman(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        if (x.Count < 2) return double.NaN;
+        return Pearson(Ranks(x), Ranks(y));
+    }
+
+    public static double KendallTauB(IReadOnlyList<double> x, IReadOnlyList<double> y)
+    {
+        long concordant = 0, discordant = 0, tiesX = 0, tiesY = 0;
+        for (int i = 0; i < x.Count; i++)
+            for (int j = i + 1; j < x.Count; j++)
+            {
+                int sx = Math.Sign(x[i] - x[j]), sy = Math.Sign(y[i] - y[j]);
+                if (sx == 0 && sy == 0) continue;
+                if (sx == 0) tiesX++;
+                else if (sy == 0) tiesY++;
+                else if (sx == sy) concordant++;
+                else discordant++;
+            }
+        double denom = Math.Sqrt((double)(concordant + discordant + tiesX) * (concordant + discordant + tiesY));
+        return denom == 0 ? double.NaN : (concordant - discordant) / denom;
+    }
+
+    private static double[] Ranks(IReadOnlyList<double> v)
+    {
+        var order = Enumerable.Range(0, v.Count).OrderBy(i => v[i]).ToArray();
+        var ranks = new double[v.Count];
+        for (int i = 0; i < order.Length;)
+        {
+            int j = i;
+            while (j + 1 < order.Length && v[order[j + 1]] == v[order[i]]) j++;
+            double avg = (i + j) / 2.0 + 1;
+            for (int k = i; k <= j; k++) ranks[order[k]] = avg;
+            i = j + 1;
+        }
+        return ranks;
+    }
+
+    private static double Pearson(double[] a, double[] b)
+    {
+        double ma = a.Average(), mb = b.Average(), num = 0, da = 0, db = 0;
+        for (int i = 0; i < a.Length; i++) { num += (a[i] - ma) * (b[i] - mb); da += (a[i] - ma) * (a[i] - ma); db += (b[i] - mb) * (b[i] - mb); }
+        return da == 0 || db == 0 ? double.NaN : num / Math.Sqrt(da * db);
+    }
+}
+
+/// <summary>CheckpointReady -> EvaluateCheckpoint when the run's spec has an evaluation section.</summary>
+public sealed class CheckpointReadyConsumer(RunSpecCache specs) : IConsumer<CheckpointReady>
+{
+    public async Task Consume(ConsumeContext<CheckpointReady> context)
+    {
+        var m = context.Message;
+        var spec = await specs.GetAsync(m.RunId, context.CancellationToken);
+        if (spec.Evaluation is null) return;
+        await context.SendAsync<EvaluateCheckpointConsumer, EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, context.CancellationToken);
+    }
+}
+
+/// <summary>EvaluateCheckpoint -> greedy answers to the held-out split graded by the registered evaluator,
+/// and the model's judge scored against held-out labelled answers; one evaluation record per checkpoint
+/// (model index t of M_t), then CheckpointEvaluated.</summary>
+public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models,
+    IEnumerable<IAnswerEvaluator> evaluators, ILogger<EvaluateCheckpointConsumer> log) : IConsumer<EvaluateCheckpoint>
+{
+    public async Task Consume(ConsumeContext<EvaluateCheckpoint> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var spec = await specs.GetAsync(m.RunId, ct);
+        var eval = spec.Evaluation;
+        if (eval is null) return;
+        var evaluator = evaluators.FirstOrDefault(e => e.Name == eval.Evaluator)
+                        ?? throw new PermanentMessageException($"spec.evaluation.evaluator: '{eval.Evaluator}' is not registered in this host (registered: {string.Join(", ", evaluators.Select(e => e.Name))})");
+        var checkpoint = await store.GetAsync<CheckpointRecord>(m.CheckpointId, ct)
+                         ?? throw new MalformedMessageException($"EvaluateCheckpoint {context.MessageId}: checkpoint {m.CheckpointId} is not stored");
+        var id = RecordIds.Evaluation(m.CheckpointId, evaluator.Name);
+        if (await store.GetAsync<EvaluationRecord>(id, ct) is null)
+        {
+            var started = DateTimeOffset.UtcNow;
+            var model = await models.GetAsync(m.CheckpointId, ct);
+            var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
+            var examples = new List<object>();
+
+            var heldOut = (await specs.JsonlAsync(eval.HeldOut, "evaluation.held_out", ct))
+                .Select(l => GeneratePromptsConsumer.InstructionOf(l.Text, l.Line, "evaluation.held_out"))
+                .Take(eval.MaxItems ?? int.MaxValue).ToList();
+            var answers = await model.GenerateAsync(heldOut.Select((q, i) =>
+                new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", RecordIds.SeedKey(m.RunId, m.CheckpointId), i), 0, 1, eval.MaxNewTokens)).ToList(), ct);
+            int correct = 0, ungradeable = 0;
+            for (int i = 0; i < heldOut.Count; i++)
+            {
+                var verdict = evaluator.IsCorrect(heldOut[i], answers[i].Text);
+                if (verdict is null) ungradeable++;
+                else if (verdict.Value) correct++;
+                if (i < 20) examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, correct = verdict });
+            }
+            metrics["accuracy"] = heldOut.Count == 0 ? double.NaN : (double)correct / heldOut.Count;
+            metrics["eval_items"] = heldOut.Count;
+            metrics["eval_ungradeable"] = ungradeable;
+            metrics["mean_answer_tokens"] = answers.Count == 0 ? 0 : answers.Average(a => a.CompletionTokens);
+
+            if (eval.JudgePairs is not null)
+            {
+                var labelled = (await specs.JsonlAsync(eval.JudgePairs, "evaluation.judge_pairs", ct))
+                    .Select(l => Labelled(l.Text, l.Line)).Take(eval.MaxJudgeItems ?? int.MaxValue).ToList();
+                var requests = new List<GenerationRequest>();
+                for (int i = 0; i < labelled.Count; i++)
+                    for (int k = 0; k < spec.Judge.Samples; k++)
+                        requests.Add(Judging.Request(spec, m.RunId, labelled[i].Instruction, labelled[i].Answer, $"{m.CheckpointId}/eval-judge/{i}", k));
+                var outputs = await model.GenerateAsync(requests, ct);
+                var items = new List<(string, double, double?)>();
+                int valid = 0;
+                for (int i = 0; i < labelled.Count; i++)
+                {
+                    var parsed = Enumerable.Range(0, spec.Judge.Samples).Select(k => ScoreParser.Parse(outputs[i * spec.Judge.Samples + k].Text, spec.Judge.MaxScore)).ToList();
+                    valid += parsed.Count(p => p.IsValid);
+                    items.Add((labelled[i].Instruction, labelled[i].TrueScore, ScoreParser.Mean(parsed)));
+                }
+                var predicted = items.Where(x => x.Item3 is not null).ToList();
+                metrics["judge_pairwise_accuracy"] = Agreement.PairwiseAccuracy(items);
+                metrics["judge_spearman"] = Agreement.Spearman(predicted.Select(x => x.Item2).ToList(), predicted.Select(x => x.Item3!.Value).ToList());
+                metrics["judge_kendall_tau"] = Agreement.KendallTauB(predicted.Select(x => x.Item2).ToList(), predicted.Select(x => x.Item3!.Value).ToList());
+                metrics["judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
+                metrics["judge_items"] = labelled.Count;
+            }
+            metrics["seconds"] = (DateTimeOffset.UtcNow - started).TotalSeconds;
+            // NaN does not survive JSON: a metric that cannot be computed is left out.
+            foreach (var key in metrics.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key).ToList()) metrics.Remove(key);
+            await store.PutAsync(new EvaluationRecord
+            {
+                Id = id, RunId = m.RunId, Iteration = checkpoint.Iteration, CheckpointId = m.CheckpointId, Evaluator = evaluator.Name,
+                Metrics = metrics, Details = JsonSerializer.Serialize(examples),
+            }, ct);
+            LogEvaluated(log, m.RunId, m.CheckpointId, metrics.GetValueOrDefault("accuracy"), metrics.GetValueOrDefault("judge_pairwise_accuracy", double.NaN));
+        }
+        await context.Publish(new CheckpointEvaluated { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, ct);
+    }
+
+    private static LabelledAnswer Labelled(string line, int lineNo)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            var r = doc.RootElement;
+            return new LabelledAnswer(r.GetProperty("instruction").GetString()!, r.GetProperty("answer").GetString()!, r.GetProperty("score").GetDouble());
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new PermanentMessageException($"spec.evaluation.judge_pairs line {lineNo}: expected {{\"instruction\", \"answer\", \"score\"}}");
+        }
+    }
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} evaluated: accuracy {Accuracy:F3}, judge pairwise accuracy {JudgeAccuracy:F3}")]
+    private static partial void LogEvaluated(ILogger logger, string runId, string checkpointId, double accuracy, double judgeAccuracy);
+}
+
+public sealed class CheckpointReadyConsumerDefinition() : SrlmConsumerDefinition<CheckpointReadyConsumer>(concurrentMessageLimit: 1);
+
+public sealed class EvaluateCheckpointConsumerDefinition() : SrlmConsumerDefinition<EvaluateCheckpointConsumer>(concurrentMessageLimit: 1);

@@ -1,0 +1,227 @@
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+using Srlm.Contracts;
+using Srlm.Contracts.Spec;
+using Srlm.Judge;
+using Srlm.Messaging.Bus;
+using Srlm.Storage;
+
+namespace Srlm.Generator;
+
+/// <summary>IterationStarted -> the iteration record and one GeneratePrompts per shard.</summary>
+public sealed partial class IterationStartedConsumer(IArtifactStore store, RunSpecCache specs, ILogger<IterationStartedConsumer> log)
+    : IConsumer<IterationStarted>
+{
+    public async Task Consume(ConsumeContext<IterationStarted> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var spec = await specs.GetAsync(m.RunId, ct);
+        if (m.Iteration < 1 || m.Iteration > spec.Iterations)
+            throw new MalformedMessageException($"IterationStarted {context.MessageId}: iteration {m.Iteration} is outside 1..{spec.Iterations}");
+        await store.PutAsync(new IterationRecord { Id = RecordIds.Iteration(m.RunId, m.Iteration), RunId = m.RunId, Iteration = m.Iteration, StartCheckpointId = m.CheckpointId }, ct);
+        int shards = spec.Prompts.Shards;
+        await context.SendAllAsync<GeneratePromptsConsumer, GeneratePrompts>(Enumerable.Range(0, shards).Select(s => new GeneratePrompts
+        {
+            RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId, Shard = s, ShardCount = shards,
+        }), ct);
+        LogStarted(log, m.RunId, m.Iteration, m.CheckpointId, shards);
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration} started with {CheckpointId}: {Shards} prompt shards")]
+    private static partial void LogStarted(ILogger logger, string runId, int iteration, string checkpointId, int shards);
+}
+
+/// <summary>GeneratePrompts -> this shard's prompts stored (deterministic ids and seeds), then the shard
+/// record. The consumer that finds every shard stored (counted from the store) filters across shards,
+/// stores the "prompt set final" record and sends one GenerateResponses per kept prompt.</summary>
+public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<GeneratePromptsConsumer> log)
+    : IConsumer<GeneratePrompts>
+{
+    public async Task Consume(ConsumeContext<GeneratePrompts> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var spec = await specs.GetAsync(m.RunId, ct);
+        if (m.ShardCount != spec.Prompts.Shards || m.Shard < 0 || m.Shard >= m.ShardCount)
+            throw new MalformedMessageException($"GeneratePrompts {context.MessageId}: shard {m.Shard}/{m.ShardCount} does not match spec.prompts.shards = {spec.Prompts.Shards}");
+
+        var shardId = RecordIds.Shard(m.RunId, m.Iteration, m.Shard);
+        if (await store.GetAsync<PromptShardRecord>(shardId, ct) is null)
+        {
+            var texts = await GenerateShardAsync(spec, m, ct);
+            var ids = new List<string>();
+            for (int i = 0; i < texts.Count; i++)
+            {
+                var id = Ids.Prompt(m.RunId, m.Iteration, m.Shard, i);
+                await store.PutAsync(new PromptRecord
+                {
+                    Id = id, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, Index = i, Text = texts[i].Text,
+                    Source = "generated", CheckpointId = texts[i].CheckpointId, Seed = texts[i].Seed,
+                }, ct);
+                ids.Add(id);
+            }
+            await store.PutAsync(new PromptShardRecord { Id = shardId, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, ShardCount = m.ShardCount, PromptIds = ids }, ct);
+            LogShard(log, m.RunId, m.Iteration, m.Shard, ids.Count);
+        }
+
+        long stored = await store.CountAsync<PromptShardRecord>(ArtifactQuery.OfRun(m.RunId, m.Iteration), ct);
+        if (stored < m.ShardCount) return;
+        bool redelivered = context.ReceiveContext.Redelivered || context.GetRetryAttempt() > 0;
+        await PromptSetFinaliser.FinaliseAsync(store, specs, spec, m.RunId, m.Iteration, m.CheckpointId, context, resend: redelivered, log, ct);
+    }
+
+    private sealed record Generated(string Text, long Seed, string? CheckpointId);
+
+    private async Task<IReadOnlyList<Generated>> GenerateShardAsync(RunSpec spec, GeneratePrompts m, CancellationToken ct)
+    {
+        int rawTotal = RawPromptCount(spec);
+        var (start, count) = PromptPool.ShardRange(rawTotal, m.Shard, m.ShardCount);
+        if (spec.Prompts.Source == PromptSources.Pool)
+        {
+            var pool = (await specs.JsonlAsync(spec.Prompts.PoolFile, "prompts.pool_file", ct)).Select(l => InstructionOf(l.Text, l.Line, "prompts.pool_file")).ToList();
+            return PromptPool.Slice(pool.Count, spec.Seed, m.Iteration, m.Shard, m.ShardCount, rawTotal)
+                .Select(i => new Generated(pool[i], 0, null)).ToList();
+        }
+
+        var seedInstructions = await SeedInstructionsAsync(specs, spec, ct);
+        var earlier = await EarlierPromptsAsync(m.RunId, m.Iteration, ct);
+        var checkpointId = spec.Models.PromptModel is { } pm ? SpecRefs.CheckpointId(pm, "models.prompt_model") : m.CheckpointId;
+        var model = await models.GetAsync(checkpointId, ct);
+        var s = spec.Prompts.Sampling;
+        var requests = Enumerable.Range(0, count).Select(i =>
+        {
+            long seed = Ids.Seed(spec.Seed, "prompt", RecordIds.SeedKey(m.RunId, Ids.Prompt(m.RunId, m.Iteration, m.Shard, i)));
+            return new GenerationRequest(SelfInstruct.BuildFewShot(seedInstructions, earlier, spec.Prompts.FewShot, seed), seed, s.Temperature, s.TopP, s.MaxNewTokens, Raw: true) { Stop = ["\n"] };
+        }).ToList();
+        var results = await model.GenerateAsync(requests, ct);
+        return results.Select((r, i) => new Generated(SelfInstruct.ExtractTask(r.Text), requests[i].Seed, checkpointId)).ToList();
+    }
+
+    /// <summary>Raw prompts generated per iteration across all shards: the quota times the oversampling factor.</summary>
+    public static int RawPromptCount(RunSpec spec) => Math.Max(spec.Prompts.Shards, (int)Math.Ceiling(spec.Prompts.PerIteration * spec.Prompts.Oversample));
+
+    /// <summary>Prompts of earlier iterations' final sets (the "2 generated" few-shot examples).</summary>
+    private async Task<IReadOnlyList<string>> EarlierPromptsAsync(string runId, int iteration, CancellationToken ct)
+    {
+        if (iteration <= 1) return [];
+        var set = await store.GetAsync<PromptSetFinalRecord>(RecordIds.PromptSet(runId, iteration - 1), ct);
+        if (set is null) return [];
+        return (await store.GetManyAsync<PromptRecord>(set.PromptIds, ct)).Select(p => p.Text).ToList();
+    }
+
+    internal static async Task<IReadOnlyList<string>> SeedInstructionsAsync(RunSpecCache specs, RunSpec spec, CancellationToken ct)
+    {
+        if (spec.SeedData.Ift is null) return [];
+        return (await specs.JsonlAsync(spec.SeedData.Ift, "seed_data.ift", ct)).Select(l => InstructionOf(l.Text, l.Line, "seed_data.ift")).ToList();
+    }
+
+    internal static string InstructionOf(string jsonLine, int line, string field)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(jsonLine);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("instruction", out var v) && v.ValueKind == JsonValueKind.String)
+                return v.GetString()!;
+        }
+        catch (JsonException) { }
+        throw new PermanentMessageException($"spec.{field} line {line}: expected a JSON object with a string \"instruction\"");
+    }
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration} shard {Shard}: {Count} prompts stored")]
+    private static partial void LogShard(ILogger logger, string runId, int iteration, int shard, int count);
+}
+
+/// <summary>Filters an iteration's prompts across shards into the final set, exactly once in effect: the
+/// result depends only on stored prompts, so every consumer that gets here computes the same record and
+/// the store keeps one. The one that inserted it sends the GenerateResponses commands; a redelivered
+/// message (its first attempt may have died after the insert) sends them again, which is harmless.</summary>
+public static partial class PromptSetFinaliser
+{
+    public static async Task FinaliseAsync(IArtifactStore store, RunSpecCache specs, RunSpec spec, string runId, int iteration, string checkpointId,
+        ISendEndpointProvider send, bool resend, ILogger log, CancellationToken ct)
+    {
+        var setId = RecordIds.PromptSet(runId, iteration);
+        var existing = await store.GetAsync<PromptSetFinalRecord>(setId, ct);
+        WriteOutcome outcome = WriteOutcome.Unchanged;
+        var final = existing;
+        if (final is null)
+        {
+            var shards = await store.ListAsync<PromptShardRecord>(ArtifactQuery.OfRun(runId, iteration), ct);
+            var prompts = await store.GetManyAsync<PromptRecord>(shards.SelectMany(s => s.PromptIds), ct);
+            var seeds = spec.Prompts.Filter.CompareWithSeed ? await GeneratePromptsConsumer.SeedInstructionsAsync(specs, spec, ct) : [];
+            var result = PromptFilter.Apply(prompts.Select(p => new RawPrompt(p.Id, p.Shard, p.Index, p.Text)), seeds, spec.Prompts.Filter, spec.Prompts.PerIteration);
+            final = new PromptSetFinalRecord
+            {
+                Id = setId, RunId = runId, Iteration = iteration,
+                PromptIds = result.Kept.Select(k => k.PromptId).ToList(),
+                Filtered = result.Rejected.GroupBy(r => r.Reason).ToDictionary(g => Snake(g.Key.ToString()), g => g.Count()),
+            };
+            outcome = await store.PutAsync(final, ct);
+            if (outcome == WriteOutcome.Conflict) final = await store.GetAsync<PromptSetFinalRecord>(setId, ct) ?? final;
+            LogFinal(log, runId, iteration, final.PromptIds.Count, prompts.Count);
+        }
+        if (final.PromptIds.Count == 0)
+            throw new PermanentMessageException($"run {runId} iteration {iteration}: the prompt filter kept no prompts (see spec.prompts.filter)");
+        if (outcome != WriteOutcome.Inserted && !resend) return;
+        await send.SendAllAsync<GenerateResponsesConsumer, GenerateResponses>(final.PromptIds.Select(id => new GenerateResponses
+        {
+            RunId = runId, Iteration = iteration, CheckpointId = checkpointId, PromptId = id,
+        }), ct);
+    }
+
+    private static string Snake(string pascal) => string.Concat(pascal.Select((c, i) => char.IsUpper(c) && i > 0 ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: prompt set final, {Kept} of {Generated} prompts kept")]
+    private static partial void LogFinal(ILogger logger, string runId, int iteration, int kept, int generated);
+}
+
+/// <summary>GenerateResponses -> N candidates of one prompt in one batched call (each with its own seed),
+/// stored, then one JudgeCandidate per candidate. Stored candidates are not generated again.</summary>
+public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<GenerateResponsesConsumer> log)
+    : IConsumer<GenerateResponses>
+{
+    public async Task Consume(ConsumeContext<GenerateResponses> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var spec = await specs.GetAsync(m.RunId, ct);
+        var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
+                     ?? throw new MalformedMessageException($"GenerateResponses {context.MessageId}: prompt {m.PromptId} is not stored");
+        int n = spec.Responses.N;
+        var stored = await store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(m.PromptId), ct);
+        var missing = Enumerable.Range(0, n).Where(i => stored.All(c => c.Index != i)).ToList();
+        if (missing.Count > 0)
+        {
+            var model = await models.GetAsync(m.CheckpointId, ct);
+            var s = spec.Responses.Sampling;
+            var requests = missing.Select(i => new GenerationRequest(prompt.Text, Ids.Seed(spec.Seed, "candidate", RecordIds.SeedKey(m.RunId, Ids.Candidate(m.PromptId, i))), s.Temperature, s.TopP, s.MaxNewTokens)).ToList();
+            var results = await model.GenerateAsync(requests, ct);
+            for (int j = 0; j < missing.Count; j++)
+            {
+                int i = missing[j];
+                await store.PutAsync(new CandidateRecord
+                {
+                    Id = Ids.Candidate(m.PromptId, i), RunId = m.RunId, Iteration = m.Iteration, PromptId = m.PromptId, Index = i,
+                    Text = results[j].Text, CheckpointId = m.CheckpointId, Seed = requests[j].Seed, TokenCount = results[j].CompletionTokens,
+                }, ct);
+            }
+            LogCandidates(log, m.RunId, m.Iteration, m.PromptId, missing.Count);
+        }
+        await context.SendAllAsync<JudgeCandidateConsumer, JudgeCandidate>(Enumerable.Range(0, n).Select(i => new JudgeCandidate
+        {
+            RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId, PromptId = m.PromptId, CandidateId = Ids.Candidate(m.PromptId, i),
+        }), ct);
+    }
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Debug, Message = "run {RunId} iteration {Iteration} prompt {PromptId}: {Count} candidates stored")]
+    private static partial void LogCandidates(ILogger logger, string runId, int iteration, string promptId, int count);
+}
+
+public sealed class IterationStartedConsumerDefinition() : SrlmConsumerDefinition<IterationStartedConsumer>(concurrentMessageLimit: 1);
+
+public sealed class GeneratePromptsConsumerDefinition() : SrlmConsumerDefinition<GeneratePromptsConsumer>(concurrentMessageLimit: 2);
+
+/// <summary>Several prompts at once: the model executor batches their sequences.</summary>
+public sealed class GenerateResponsesConsumerDefinition() : SrlmConsumerDefinition<GenerateResponsesConsumer>(concurrentMessageLimit: 4);

@@ -1,0 +1,83 @@
+using MassTransit;
+using Microsoft.Extensions.Logging;
+using Srlm.Contracts;
+using Srlm.Messaging.Bus;
+using Srlm.Storage;
+
+namespace Srlm.Judge;
+
+/// <summary>JudgeCandidate -> K judge samples (only the ones not stored yet are generated), every sample
+/// stored with its raw text, then CandidateJudged with the mean of the valid stored samples. Handling the
+/// message twice generates nothing new and publishes the same event.</summary>
+public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<JudgeCandidateConsumer> log)
+    : IConsumer<JudgeCandidate>
+{
+    public async Task Consume(ConsumeContext<JudgeCandidate> context)
+    {
+        var m = context.Message;
+        var ct = context.CancellationToken;
+        var spec = await specs.GetAsync(m.RunId, ct);
+        var candidate = await store.GetAsync<CandidateRecord>(m.CandidateId, ct)
+                        ?? throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: candidate {m.CandidateId} is not stored");
+        if (candidate.PromptId != m.PromptId)
+            throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: candidate {m.CandidateId} belongs to prompt {candidate.PromptId}, not {m.PromptId}");
+        var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
+                     ?? throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: prompt {m.PromptId} is not stored");
+
+        int k = spec.Judge.Samples;
+        var stored = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct);
+        var missing = Enumerable.Range(0, k).Where(i => stored.All(j => j.SampleIndex != i)).ToList();
+        if (missing.Count > 0)
+        {
+            var model = await models.GetAsync(m.CheckpointId, ct);
+            var samples = await Judging.SampleAsync(model, spec, m.RunId, prompt.Text, candidate.Text, m.CandidateId, missing, ct);
+            foreach (var s in samples)
+            {
+                var outcome = await store.PutAsync(new JudgementRecord
+                {
+                    Id = Ids.Judgement(m.CandidateId, s.SampleIndex),
+                    RunId = m.RunId,
+                    Iteration = m.Iteration,
+                    PromptId = m.PromptId,
+                    CandidateId = m.CandidateId,
+                    SampleIndex = s.SampleIndex,
+                    RawText = s.RawText,
+                    Score = s.Parsed.Score,
+                    Seed = s.Seed,
+                    CheckpointId = m.CheckpointId,
+                }, ct);
+                if (outcome == WriteOutcome.Conflict) LogConflict(log, m.RunId, m.CandidateId, s.SampleIndex);
+                if (!s.Parsed.IsValid) LogUnparseable(log, m.RunId, m.Iteration, m.CandidateId, s.SampleIndex, s.Parsed.Error ?? "?");
+            }
+            stored = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct);
+        }
+
+        // The event reports what is stored (a concurrent duplicate may have written first).
+        var samplesOfRecord = stored.Where(j => j.SampleIndex < k).ToList();
+        var valid = samplesOfRecord.Where(j => j.Score is not null).Select(j => j.Score!.Value).ToList();
+        await context.Publish(new CandidateJudged
+        {
+            RunId = m.RunId,
+            Iteration = m.Iteration,
+            CheckpointId = m.CheckpointId,
+            PromptId = m.PromptId,
+            CandidateId = m.CandidateId,
+            Samples = samplesOfRecord.Count,
+            ValidSamples = valid.Count,
+            Score = valid.Count == 0 ? null : valid.Average(),
+        }, ct);
+        LogJudged(log, m.RunId, m.Iteration, m.CandidateId, valid.Count, samplesOfRecord.Count);
+    }
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "judged run {RunId} iteration {Iteration} candidate {CandidateId}: {Valid}/{Samples} valid")]
+    private static partial void LogJudged(ILogger logger, string runId, int iteration, string candidateId, int valid, int samples);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Debug, Message = "run {RunId} iteration {Iteration} candidate {CandidateId} sample {Sample} unparseable: {Reason}")]
+    private static partial void LogUnparseable(ILogger logger, string runId, int iteration, string candidateId, int sample, string reason);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "run {RunId} candidate {CandidateId} sample {Sample}: a different judgement is already stored; the stored one is kept")]
+    private static partial void LogConflict(ILogger logger, string runId, string candidateId, int sample);
+}
+
+/// <summary>Judge policy: several candidates at once per replica (the model executor batches them).</summary>
+public sealed class JudgeCandidateConsumerDefinition() : SrlmConsumerDefinition<JudgeCandidateConsumer>(concurrentMessageLimit: 8);

@@ -1,0 +1,43 @@
+namespace Srlm.Judge;
+
+// The services' view of a loaded checkpoint. The model library (Srlm.Model: decoder, tokenizer, batched
+// KV-cache generation on a dedicated thread per model, cache keyed by checkpoint id) sits behind it; the
+// services only say what to generate and with which seed, so their logic reads without tensors.
+
+/// <summary>One sequence to generate. Prompt is the user turn (the model's chat template is applied) or,
+/// with Raw, the exact text to continue (few-shot self-instruction). Seed seeds this sequence's own random
+/// stream, so its text does not depend on the batch it runs in.</summary>
+public sealed record GenerationRequest(string Prompt, long Seed, double Temperature, double TopP, int MaxNewTokens, bool Raw = false)
+{
+    /// <summary>Generation stops at the first of these (the text is cut before it), besides the model's own stops.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+}
+
+/// <summary>A generated completion with the token counts measured by the model's tokenizer.</summary>
+public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens);
+
+/// <summary>A loaded checkpoint that can generate; thread-safe (work is queued to the model's thread).</summary>
+public interface ITextModel
+{
+    string CheckpointId { get; }
+
+    /// <summary>Longest sequence (prompt + completion) the model takes.</summary>
+    int ContextLength { get; }
+
+    /// <summary>Generates every request (batched by the model; each with its own seeded stream).
+    /// Results come back in request order.</summary>
+    Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken ct);
+
+    /// <summary>Tokens of the templated prompt (what precedes an answer in training and generation).</summary>
+    int CountPromptTokens(string prompt);
+
+    /// <summary>Tokens of an answer (without the end-of-sequence token).</summary>
+    int CountCompletionTokens(string completion);
+}
+
+/// <summary>Gives the model of a checkpoint id (materialised from the checkpoint store, loaded once per
+/// process and shared by every service in it).</summary>
+public interface IModelProvider
+{
+    Task<ITextModel> GetAsync(string checkpointId, CancellationToken ct);
+}

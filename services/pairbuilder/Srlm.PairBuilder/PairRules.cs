@@ -1,0 +1,83 @@
+using Srlm.Contracts.Spec;
+
+namespace Srlm.PairBuilder;
+
+/// <summary>One judged candidate as the pair rules see it. Score is the mean of its valid judge
+/// samples (null when none parsed); token counts are the ones the generator measured.</summary>
+public sealed record JudgedCandidate(string CandidateId, int Index, double? Score, int ResponseTokens);
+
+/// <summary>Why a prompt produced no pair; the names are the report's counters.</summary>
+public enum DropReason
+{
+    /// <summary>Fewer candidates with a valid score than the spec's pairs.min_valid_scores.</summary>
+    DroppedOther,
+
+    /// <summary>The best and the worst score are equal.</summary>
+    DroppedTies,
+
+    /// <summary>Prompt + the longer answer exceed the training context.</summary>
+    TooLong,
+}
+
+/// <summary>The decision for one prompt: a pair, or a drop with its reason.</summary>
+public sealed record PairDecision(JudgedCandidate? Chosen, JudgedCandidate? Rejected, DropReason? Dropped)
+{
+    public bool IsPair => Dropped is null;
+
+    public static string CounterName(DropReason reason) => reason switch
+    {
+        DropReason.DroppedOther => "dropped_other",
+        DropReason.DroppedTies => "dropped_ties",
+        DropReason.TooLong => "too_long",
+        _ => throw new ArgumentOutOfRangeException(nameof(reason)),
+    };
+}
+
+/// <summary>Best-vs-worst pairing of one prompt's candidates (the paper's rule), with the optional
+/// length control of Meta-Rewarding: prefer the shortest of the near-best and the longest of the
+/// near-worst. Every tie is broken by candidate index, so the decision does not depend on the order in
+/// which judgements arrived.</summary>
+public static class PairRules
+{
+    private const double Epsilon = 1e-9;
+
+    /// <param name="candidates">All N candidates of the prompt (unscored ones included).</param>
+    /// <param name="promptTokens">Tokens of the templated prompt the answers follow.</param>
+    /// <param name="maxTokens">Longest trainable sequence (prompt + answer).</param>
+    public static PairDecision Decide(IReadOnlyList<JudgedCandidate> candidates, int promptTokens, int maxTokens, PairRulesSpec rules)
+    {
+        var scored = candidates.Where(c => c.Score is not null).OrderBy(c => c.Index).ToList();
+        if (scored.Count < rules.MinValidScores) return new(null, null, DropReason.DroppedOther);
+
+        double best = scored.Max(c => c.Score!.Value), worst = scored.Min(c => c.Score!.Value);
+        if (best - worst <= Epsilon) return new(null, null, DropReason.DroppedTies);
+
+        JudgedCandidate chosen, rejected;
+        if (!rules.LengthControl.Enabled)
+        {
+            chosen = scored.First(c => c.Score!.Value >= best - Epsilon);
+            rejected = scored.First(c => c.Score!.Value <= worst + Epsilon);
+        }
+        else
+        {
+            double margin = rules.LengthControl.Margin;
+            chosen = Shortest(scored.Where(c => c.Score!.Value >= best - margin - Epsilon));
+            if (chosen.Score!.Value <= worst + Epsilon)
+                // The whole spread is within the margin: the shortest near-best may be a worst one.
+                // Fall back to the shortest of the strictly best.
+                chosen = Shortest(scored.Where(c => c.Score!.Value >= best - Epsilon));
+            double chosenScore = chosen.Score!.Value;
+            rejected = Longest(scored.Where(c => c.Score!.Value <= worst + margin + Epsilon && c.Score!.Value < chosenScore - Epsilon));
+        }
+
+        if (promptTokens + Math.Max(chosen.ResponseTokens, rejected.ResponseTokens) > maxTokens)
+            return new(chosen, rejected, DropReason.TooLong);
+        return new(chosen, rejected, null);
+    }
+
+    private static JudgedCandidate Shortest(IEnumerable<JudgedCandidate> set) =>
+        set.OrderBy(c => c.ResponseTokens).ThenBy(c => c.Index).First();
+
+    private static JudgedCandidate Longest(IEnumerable<JudgedCandidate> set) =>
+        set.OrderByDescending(c => c.ResponseTokens).ThenBy(c => c.Index).First();
+}

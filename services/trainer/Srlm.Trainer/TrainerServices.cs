@@ -1,0 +1,30 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Srlm.Judge;
+
+namespace Srlm.Trainer;
+
+public static class TrainerServices
+{
+    /// <summary>The trainer: job signal, status, the hosted worker. The runner (ITrainingJobRunner, default
+    /// LibraryTrainingRunner) and TrainingWorkerOptions may be registered by the host first.</summary>
+    public static IServiceCollection AddTrainer(this IServiceCollection services, TrainingWorkerOptions? options = null)
+    {
+        services.AddJudge();
+        if (options is not null) services.AddSingleton(options);
+        else services.TryAddSingleton(new TrainingWorkerOptions());
+        services.TryAddSingleton<TrainingJobSignal>();
+        services.TryAddSingleton<TrainingStatus>();
+        services.TryAddSingleton<ITrainingJobRunner, LibraryTrainingRunner>();
+        services.AddHostedService<TrainingWorker>();
+        return services;
+    }
+
+    public static IBusRegistrationConfigurator AddTrainerConsumers(this IBusRegistrationConfigurator bus)
+    {
+        bus.AddConsumer<RunStartedConsumer, RunStartedConsumerDefinition>();
+        bus.AddConsumer<PairsReadyConsumer, PairsReadyConsumerDefinition>();
+        return bus;
+    }
+}

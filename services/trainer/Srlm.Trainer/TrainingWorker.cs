@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Srlm.Contracts;
+using Srlm.Contracts.Spec;
+using Srlm.Judge;
+using Srlm.Storage;
+using Srlm.Storage.Checkpoints;
+
+namespace Srlm.Trainer;
+
+/// <summary>Where and as whom this process runs training jobs.</summary>
+public sealed record TrainingWorkerOptions
+{
+    /// <summary>Folder of the jobs' training state (resumable) and outputs. SRLM_JOBS_DIR.</summary>
+    public string JobsDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "srlm-jobs");
+
+    /// <summary>This worker's name in job records; a stable name (e.g. for `srlm run DIR`) reclaims its own
+    /// running jobs immediately after a restart instead of waiting for them to go stale.</summary>
+    public string Owner { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+
+    /// <summary>A running job whose heartbeat is older than this belongs to a dead worker and is taken over.</summary>
+    public TimeSpan StaleAfter { get; init; } = TimeSpan.FromMinutes(2);
+
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How often to look for jobs queued by other processes.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(2);
+}
+
+/// <summary>Progress of the job this process is training now (for `srlm run`'s progress bars).</summary>
+public sealed class TrainingStatus
+{
+    private readonly ConcurrentDictionary<string, (int Step, int Total)> _jobs = new(StringComparer.Ordinal);
+
+    public void Report(string jobId, int step, int total) => _jobs[jobId] = (step, total);
+
+    public IReadOnlyDictionary<string, (int Step, int Total)> Jobs => _jobs;
+}
+
+/// <summary>Runs durable training jobs: claims the oldest claimable job (a queued one, one of its own after a
+/// restart, or a stale one of a dead worker), trains it through <see cref="ITrainingJobRunner"/> with
+/// resumable state under <see cref="TrainingWorkerOptions.JobsDirectory"/>, heartbeats and stores metrics while it
+/// trains, then stores the checkpoint (files, metadata, lineage), publishes CheckpointReady and
+/// IterationStarted(t+1) or RunCompleted, and completes the job. If it dies at any point, the next claim
+/// continues from the stored facts: a stored output checkpoint is never trained again.</summary>
+public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStore checkpoints, RunSpecCache specs, ITrainingJobRunner runner,
+    IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ILogger<TrainingWorker> log) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            JobRecord? job = null;
+            try
+            {
+                job = await store.ClaimNextJobAsync(options.Owner, options.StaleAfter, null, stoppingToken);
+                if (job is null) { await signal.WaitAsync(options.PollInterval, stoppingToken); continue; }
+                await RunJobAsync(job, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested) { return; }
+            catch (Exception e)
+            {
+                if (job is null) { LogPollFailed(log, e.Message); await Task.Delay(options.PollInterval, stoppingToken); continue; }
+                LogJobFailed(log, job.RunId, job.Id, e.Message, e);
+                var reason = $"training job {job.Id} failed: {e.GetType().Name}: {e.Message}";
+                await store.FailJobAsync(job.Id, options.Owner, reason, CancellationToken.None);
+                await store.SetRunStateAsync(job.RunId, RunState.Failed, reason, CancellationToken.None);
+                await bus.Publish(new RunFailed { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = job.InputCheckpointId ?? "", Reason = reason }, CancellationToken.None);
+            }
+        }
+    }
+
+    private async Task RunJobAsync(JobRecord job, CancellationToken stoppingToken)
+    {
+        var run = await store.GetRunAsync(job.RunId, stoppingToken);
+        if (run is null || run.IsTerminal)
+        {
+            await store.FailJobAsync(job.Id, options.Owner, $"run {job.RunId} is {(run is null ? "unknown" : run.State.ToString().ToLowerInvariant())}", stoppingToken);
+            return;
+        }
+        var spec = await specs.GetAsync(job.RunId, stoppingToken);
+        var outputId = job.OutputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no output checkpoint");
+        var inputId = job.InputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no input checkpoint");
+        LogClaimed(log, job.RunId, job.Id, job.Attempts, job.Step);
+
+        if (await store.GetAsync<CheckpointRecord>(outputId, stoppingToken) is null)
+        {
+            var stateDir = Path.Combine(options.JobsDirectory, Safe(job.Id));
+            Directory.CreateDirectory(stateDir);
+            var inputDir = await checkpoints.MaterializeAsync(inputId, null, stoppingToken);
+            var input = await BuildInputAsync(job, spec, inputDir, stateDir, stoppingToken);
+
+            using var jobCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            var rows = new ConcurrentQueue<TrainingRow>();
+            int lastStep = (int)job.Step, total = 0;
+            var progress = new SyncProgress(r =>
+            {
+                rows.Enqueue(r);
+                lastStep = r.Step; total = r.TotalSteps;
+                status.Report(job.Id, r.Step, r.TotalSteps);
+            });
+            var training = runner.RunAsync(input, progress, jobCts.Token);
+            while (!training.IsCompleted)
+            {
+                await Task.WhenAny(training, Task.Delay(options.HeartbeatInterval, stoppingToken));
+                await FlushMetricsAsync(job, rows, stoppingToken);
+                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, lastStep, stateDir, stoppingToken))
+                {
+                    LogLost(log, job.RunId, job.Id);
+                    await jobCts.CancelAsync();
+                    try { await training; } catch (OperationCanceledException) { }
+                    return;
+                }
+            }
+            var result = await training;
+            await FlushMetricsAsync(job, rows, stoppingToken);
+            var put = await checkpoints.PutAsync(outputId, result.OutputDirectory, stoppingToken);
+            await store.PutAsync(new CheckpointRecord
+            {
+                Id = outputId, RunId = job.RunId, Iteration = job.Iteration + 1, ParentCheckpointId = inputId,
+                DatasetId = job.DatasetId, JobId = job.Id, Location = put.Manifest.Location, Files = put.Manifest.Files,
+                Origin = job.Kind == JobKind.Sft ? "sft" : "dpo",
+            }, stoppingToken);
+            await store.PutMetricsAsync([
+                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/steps", result.Steps),
+                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/train_examples", result.TrainExamples),
+                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/seconds", result.Seconds),
+            ], stoppingToken);
+            LogTrained(log, job.RunId, job.Id, result.Steps, outputId);
+        }
+
+        // Hand-off (repeated after a crash between these lines: the consumers are idempotent).
+        await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, stoppingToken);
+        int next = job.Iteration + 1;
+        if (next <= spec.Iterations)
+            await bus.Publish(new IterationStarted { RunId = job.RunId, Iteration = next, CheckpointId = outputId }, stoppingToken);
+        else
+        {
+            await store.SetRunStateAsync(job.RunId, RunState.Completed, null, stoppingToken);
+            await bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, stoppingToken);
+        }
+        await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+    }
+
+    private async Task<TrainingJobInput> BuildInputAsync(JobRecord job, RunSpec spec, string inputDir, string stateDir, CancellationToken ct)
+    {
+        var common = new TrainingJobInput
+        {
+            JobId = job.Id, Kind = job.Kind, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
+            OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id)), DatasetId = job.DatasetId,
+        };
+        if (job.Kind == JobKind.Sft)
+        {
+            var examples = new List<TextExample>();
+            foreach (var (line, text) in await specs.JsonlAsync(spec.SeedData.Ift, "seed_data.ift", ct))
+            {
+                using var doc = JsonDocument.Parse(text);
+                examples.Add(new TextExample(Field(doc, "instruction", "seed_data.ift", line), Field(doc, "answer", "seed_data.ift", line)));
+            }
+            if (spec.SeedData.Eft is not null)
+                foreach (var (line, text) in await specs.JsonlAsync(spec.SeedData.Eft, "seed_data.eft", ct))
+                {
+                    using var doc = JsonDocument.Parse(text);
+                    var judgement = Field(doc, "judgement", "seed_data.eft", line);
+                    int score = doc.RootElement.TryGetProperty("score", out var s) && s.TryGetInt32(out var k) ? k
+                        : throw new Srlm.Messaging.Bus.PermanentMessageException($"spec.seed_data.eft line {line}: missing integer \"score\"");
+                    var completion = ScoreParser.Parse(judgement, spec.Judge.MaxScore).Score == score ? judgement.TrimEnd() : $"{judgement.TrimEnd()}\nScore: {score}";
+                    examples.Add(new TextExample(JudgePrompt.Format(spec.Judge.Template, Field(doc, "instruction", "seed_data.eft", line), Field(doc, "answer", "seed_data.eft", line)), completion));
+                }
+            return common with { Sft = examples };
+        }
+
+        var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
+        var pairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
+        var candidateIds = pairs.SelectMany(p => new[] { p.ChosenCandidateId, p.RejectedCandidateId });
+        var candidates = (await store.GetManyAsync<CandidateRecord>(candidateIds, ct)).ToDictionary(c => c.Id, StringComparer.Ordinal);
+        var prompts = (await store.GetManyAsync<PromptRecord>(pairs.Select(p => p.PromptId), ct)).ToDictionary(p => p.Id, StringComparer.Ordinal);
+        var textPairs = pairs.Select(p => new TextPair(p.Id, prompts[p.PromptId].Text, candidates[p.ChosenCandidateId].Text, candidates[p.RejectedCandidateId].Text)).ToList();
+        return common with { Dpo = textPairs };
+    }
+
+    private static string Field(JsonDocument doc, string name, string field, int line) =>
+        doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
+            : throw new Srlm.Messaging.Bus.PermanentMessageException($"spec.{field} line {line}: missing string \"{name}\"");
+
+    private async Task FlushMetricsAsync(JobRecord job, ConcurrentQueue<TrainingRow> rows, CancellationToken ct)
+    {
+        var batch = new List<MetricRecord>();
+        while (rows.TryDequeue(out var r))
+            foreach (var (name, value) in r.Metrics)
+                if (double.IsFinite(value)) batch.Add(new MetricRecord(job.RunId, job.Iteration, r.Step, $"{Prefix(job)}/{name}", value));
+        if (batch.Count > 0) await store.PutMetricsAsync(batch, ct);
+    }
+
+    private static string Prefix(JobRecord job) => job.Kind == JobKind.Sft ? "sft" : "dpo";
+
+    private static string Safe(string id) => string.Concat(id.Select(c => char.IsLetterOrDigit(c) || c is '-' or '.' ? c : '_'));
+
+    /// <summary>Calls back on the reporting thread (no SynchronizationContext hop), in order.</summary>
+    private sealed class SyncProgress(Action<TrainingRow> report) : IProgress<TrainingRow>
+    {
+        public void Report(TrainingRow value) => report(value);
+    }
+
+    [LoggerMessage(EventId = 6010, Level = LogLevel.Information, Message = "run {RunId}: claimed job {JobId} (attempt {Attempt}, step {Step})")]
+    private static partial void LogClaimed(ILogger logger, string runId, string jobId, int attempt, long step);
+
+    [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "run {RunId}: job {JobId} trained {Steps} steps -> {CheckpointId}")]
+    private static partial void LogTrained(ILogger logger, string runId, string jobId, int steps, string checkpointId);
+
+    [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} was taken over by another worker; stopped")]
+    private static partial void LogLost(ILogger logger, string runId, string jobId);
+
+    [LoggerMessage(EventId = 6013, Level = LogLevel.Error, Message = "run {RunId}: job {JobId} failed: {Reason}")]
+    private static partial void LogJobFailed(ILogger logger, string runId, string jobId, string reason, Exception e);
+
+    [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "looking for training jobs failed: {Reason}")]
+    private static partial void LogPollFailed(ILogger logger, string reason);
+}

@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Text.Json;
+using Srlm.Training;
+
+namespace Srlm.Cli.Commands;
+
+/// <summary>
+/// srlm train sft|dpo: one training job from files, resumable from its state directory (run the same
+/// command again after a crash or Ctrl-C). The trainer service runs the same code from the store.
+/// </summary>
+public sealed class TrainCommand : ICommand
+{
+    public string Name => "train";
+    public string Summary => "train sft|dpo --parent DIR --state DIR --out DIR (SFT: --ift FILE [--eft FILE --judge-template FILE]; DPO: --pairs FILE)";
+
+    private static readonly JsonSerializerOptions OptionsJson = new() { PropertyNameCaseInsensitive = true, ReadCommentHandling = JsonCommentHandling.Skip };
+
+    public async Task<int> RunAsync(string[] args, CancellationToken cancel)
+    {
+        var a = new Args(args);
+        var kind = a.Positional.Count == 1 ? a.Positional[0] : throw new UsageException("usage: srlm train sft|dpo --parent DIR --state DIR --out DIR ...");
+        var parent = a.Required("--parent");
+        var state = a.Required("--state");
+        var output = a.Required("--out");
+        var optionsFile = a.Get("--options");
+        var maxSteps = a.Get("--max-steps");
+        var seed = a.Get("--seed");
+        var jobId = a.Get("--job") ?? $"{kind}-{Path.GetFileName(Path.GetFullPath(output))}";
+        if (!Directory.Exists(parent)) throw new UsageException($"--parent {parent}: no such checkpoint folder");
+
+        T LoadOptions<T>() where T : TrainerOptions, new()
+        {
+            var o = new T();
+            if (optionsFile is not null)
+            {
+                if (!File.Exists(optionsFile)) throw new UsageException($"--options {optionsFile}: no such file");
+                try { o = JsonSerializer.Deserialize<T>(File.ReadAllText(optionsFile), OptionsJson) ?? o; }
+                catch (JsonException e) { throw new UsageException($"--options {optionsFile}: {e.Message.Split('\n')[0]}"); }
+            }
+            if (maxSteps is not null) o = o with { MaxSteps = int.Parse(maxSteps, CultureInfo.InvariantCulture) };
+            if (seed is not null) o = o with { Seed = long.Parse(seed, CultureInfo.InvariantCulture) };
+            try { o.Validate(); } catch (ArgumentException e) { throw new UsageException(e.Message); }
+            return o;
+        }
+
+        var progress = new LineProgress();
+        TrainingResult result;
+        try
+        {
+            switch (kind)
+            {
+                case "sft":
+                {
+                    var ift = a.Required("--ift");
+                    var eft = a.Get("--eft");
+                    var template = a.Get("--judge-template");
+                    a.EnsureAllRead();
+                    if (eft is not null && template is null) throw new UsageException("--eft needs --judge-template FILE (the judge prompt with {instruction} and {response})");
+                    var examples = SeedData.ReadIft(ift).Select(r => r.ToExample()).ToList();
+                    if (eft is not null)
+                    {
+                        var text = File.ReadAllText(template!);
+                        examples.AddRange(SeedData.ReadEft(eft).Select(r => r.ToExample(text)));
+                    }
+                    result = await SftTrainer.RunAsync(new SftJob
+                    {
+                        JobId = jobId, ParentCheckpoint = parent, Examples = examples, Options = LoadOptions<SftOptions>(),
+                        StateDirectory = state, OutputDirectory = output, DatasetId = Path.GetFileName(ift),
+                    }, progress, cancel);
+                    break;
+                }
+                case "dpo":
+                {
+                    var pairsFile = a.Required("--pairs");
+                    a.EnsureAllRead();
+                    result = await DpoTrainer.RunAsync(new DpoJob
+                    {
+                        JobId = jobId, ParentCheckpoint = parent, Pairs = SeedData.ReadPairs(pairsFile), Options = LoadOptions<DpoOptions>(),
+                        StateDirectory = state, OutputDirectory = output, DatasetId = Path.GetFileName(pairsFile),
+                    }, progress, cancel);
+                    break;
+                }
+                default:
+                    throw new UsageException($"unknown training kind '{kind}' (sft or dpo)");
+            }
+        }
+        catch (SeedDataException e) { throw new UsageException(e.Message); }
+
+        Console.WriteLine(JsonSerializer.Serialize(new
+        {
+            output = result.OutputDirectory, steps = result.Steps, train_examples = result.TrainExamples,
+            validation_examples = result.ValidationExamples, too_long = result.TooLong, resumed = result.Resumed,
+            best_step = result.BestStep, metrics = result.FinalMetrics, weights_sha256 = result.WeightFileSha256,
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        return 0;
+    }
+
+    /// <summary>One line per logging step on stderr: "step 3/20 loss 0.6931 ..." (stdout stays for the result).</summary>
+    private sealed class LineProgress : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress p)
+        {
+            var values = string.Join(" ", p.Metrics.Where(kv => kv.Key != "step")
+                .Select(kv => $"{kv.Key} {kv.Value.ToString("G5", CultureInfo.InvariantCulture)}"));
+            Console.Error.WriteLine($"{p.Kind} step {p.Step}/{p.TotalSteps} {values}");
+        }
+    }
+}

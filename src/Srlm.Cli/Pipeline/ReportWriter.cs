@@ -1,0 +1,111 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Srlm.Cli.Pipeline;
+
+/// <summary>Writes report.json, report.md and the PNG plots of a run into a folder.</summary>
+public static class ReportWriter
+{
+    public static IReadOnlyList<string> Write(RunReport report, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var files = new List<string>();
+        var json = Path.Combine(dir, "report.json");
+        File.WriteAllText(json, JsonSerializer.Serialize(report, RunReportBuilder.Json));
+        files.Add(json);
+        var plots = Plots(report, dir);
+        files.AddRange(plots);
+        var md = Path.Combine(dir, "report.md");
+        File.WriteAllText(md, Markdown(report, plots.Select(Path.GetFileName).OfType<string>().ToList()));
+        files.Add(md);
+        return files;
+    }
+
+    private static string F(double? v, string format = "0.000") => v is { } d ? d.ToString(format, CultureInfo.InvariantCulture) : "-";
+
+    private static string F(long? v) => v?.ToString(CultureInfo.InvariantCulture) ?? "-";
+
+    public static string Markdown(RunReport r, IReadOnlyList<string> plots)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Run {r.RunId} ({r.Name})").AppendLine();
+        sb.AppendLine($"State: **{r.State}**{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}. Seed {r.Seed}, prompts from `{r.PromptSource}`, N = {r.N} candidates, K = {r.K} judge samples.");
+        sb.AppendLine($"Held-out items: {r.HeldOutItems}, leakage: **{r.Leakage}**, duplicates: {r.Duplicates}, wall time: {F(r.Seconds, "0")} s.").AppendLine();
+        sb.AppendLine("| model | accuracy | control | judge pairwise | spearman | kendall | prompts | candidates | judgments | unparseable | pairs | ties | other | too long | resp tok | chosen tok | rejected tok | DPO acc | s |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var e in r.Iterations)
+            sb.AppendLine($"| {e.Model} | {F(e.Accuracy)} | {F(e.ControlAccuracy)} | {F(e.JudgePairwiseAccuracy)} | {F(e.JudgeSpearman)} | {F(e.JudgeKendallTau)} | {F(e.Prompts)} | {F(e.Candidates)} | {F(e.Judgments)} | {F(e.Unparseable)} | {F(e.Pairs)} | {F(e.DroppedTies)} | {F(e.DroppedOther)} | {F(e.TooLong)} | {F(e.MeanResponseTokens, "0.0")} | {F(e.MeanChosenTokens, "0.0")} | {F(e.MeanRejectedTokens, "0.0")} | {F(e.DpoRewardsAccuracies)} | {F(e.Seconds, "0")} |");
+        sb.AppendLine();
+        sb.AppendLine("Row M_t: held-out metrics of M_t, and the prompts, candidates, judgements and pairs M_t produced in iteration t (which trained M_{t+1}); the last model has no data of its own.");
+        sb.AppendLine("`-` = not measured (no evaluation section, or no control run).").AppendLine();
+        foreach (var p in plots) sb.AppendLine($"![{p}]({p})");
+        return sb.ToString();
+    }
+
+    private static List<string> Plots(RunReport r, string dir)
+    {
+        var files = new List<string>();
+        double[] xs = r.Iterations.Select(e => (double)e.Iteration).ToArray();
+
+        var acc = new ScottPlot.Plot();
+        void Series(Func<ModelEntry, double?> f, string label)
+        {
+            var pts = r.Iterations.Where(e => f(e) is not null).ToList();
+            if (pts.Count == 0) return;
+            var s = acc.Add.Scatter(pts.Select(e => (double)e.Iteration).ToArray(), pts.Select(e => f(e)!.Value).ToArray());
+            s.LegendText = label;
+        }
+        Series(e => e.Accuracy, "accuracy");
+        Series(e => e.ControlAccuracy, "control accuracy");
+        Series(e => e.JudgePairwiseAccuracy, "judge pairwise accuracy");
+        acc.Title("Held-out accuracy per model"); acc.XLabel("model index t (M_t)"); acc.YLabel("fraction");
+        acc.ShowLegend();
+        files.Add(Save(acc, dir, "accuracy.png"));
+
+        var len = new ScottPlot.Plot();
+        void LenSeries(Func<ModelEntry, double?> f, string label)
+        {
+            var pts = r.Iterations.Where(e => f(e) is not null).ToList();
+            if (pts.Count == 0) return;
+            len.Add.Scatter(pts.Select(e => (double)e.Iteration).ToArray(), pts.Select(e => f(e)!.Value).ToArray()).LegendText = label;
+        }
+        LenSeries(e => e.MeanResponseTokens, "all candidates");
+        LenSeries(e => e.MeanChosenTokens, "chosen");
+        LenSeries(e => e.MeanRejectedTokens, "rejected");
+        len.Title("Response length per iteration"); len.XLabel("iteration t"); len.YLabel("mean tokens");
+        len.ShowLegend();
+        files.Add(Save(len, dir, "length.png"));
+
+        foreach (var (iteration, hist) in r.ScoreHistograms)
+        {
+            var h = new ScottPlot.Plot();
+            var bars = h.Add.Bars(hist.Select(v => (double)v).ToArray());
+            h.Title($"Judge scores, iteration {iteration} (last bar: unparseable)"); h.XLabel("score"); h.YLabel("samples");
+            files.Add(Save(h, dir, $"judge_scores_i{iteration}.png"));
+        }
+
+        var margin = new ScottPlot.Plot();
+        bool any = false;
+        foreach (var (iteration, points) in r.DpoMargins)
+        {
+            if (points.Length == 0) continue;
+            margin.Add.Scatter(points.Select(p => p[0]).ToArray(), points.Select(p => p[1]).ToArray()).LegendText = $"iteration {iteration}";
+            any = true;
+        }
+        if (any)
+        {
+            margin.Title("DPO reward margin"); margin.XLabel("step"); margin.YLabel("rewards/margins");
+            margin.ShowLegend();
+            files.Add(Save(margin, dir, "dpo_margin.png"));
+        }
+        return files;
+    }
+
+    private static string Save(ScottPlot.Plot plot, string dir, string name)
+    {
+        var path = Path.Combine(dir, name);
+        plot.SavePng(path, 800, 500);
+        return path;
+    }
+}

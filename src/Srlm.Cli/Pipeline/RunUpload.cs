@@ -1,0 +1,152 @@
+using System.Text;
+using Srlm.Contracts.Spec;
+using Srlm.Judge;
+using Srlm.Storage;
+using Srlm.Storage.Checkpoints;
+using Srlm.Training;
+
+namespace Srlm.Cli.Pipeline;
+
+/// <summary>What `srlm start` / `srlm run` stored for a new run.</summary>
+public sealed record UploadedRun(string RunId, RunSpec StoredSpec, string StartCheckpointId);
+
+/// <summary>Uploads a spec's files into the stores and creates the run: seed files, prompt pool and
+/// held-out files become blobs (validated first, errors name file and line), the judge template file is
+/// inlined, the starting checkpoint goes into the checkpoint store with its metadata; the stored spec
+/// names them by reference (blob:SHA, checkpoint:ID), so no service reads a path on this machine.</summary>
+public static class RunUpload
+{
+    public static string NewRunId(string name)
+    {
+        var safe = new string(name.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
+        if (safe.Length == 0) safe = "run";
+        if (safe.Length > 24) safe = safe[..24];
+        return $"{safe}-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..4]}";
+    }
+
+    public static async Task<UploadedRun> UploadAsync(IArtifactStore store, ICheckpointStore checkpoints, RunSpec spec, string specDir, string runId, CancellationToken ct)
+    {
+        string Resolve(string path) => Path.GetFullPath(Path.IsPathRooted(path) ? path : Path.Combine(specDir, path));
+
+        async Task<string?> Blob(string? path, string field, Action<string>? validate = null)
+        {
+            if (path is null || SpecRefs.IsBlob(path)) return path;
+            var full = Resolve(path);
+            if (!File.Exists(full)) throw new UsageException($"spec.{field}: file not found: {full}");
+            validate?.Invoke(full);
+            var info = await store.PutBlobAsync(await File.ReadAllBytesAsync(full, ct), Path.GetFileName(full), "application/jsonl", ct);
+            return SpecRefs.Blob(info.Sha256);
+        }
+
+        void Jsonl(string full, params string[] required)
+        {
+            int lineNo = 0;
+            foreach (var line in File.ReadLines(full))
+            {
+                lineNo++;
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                try
+                {
+                    using var doc = System.Text.Json.JsonDocument.Parse(line);
+                    foreach (var r in required)
+                        if (!doc.RootElement.TryGetProperty(r, out _)) throw new UsageException($"{full}:{lineNo}: missing field \"{r}\"");
+                }
+                catch (System.Text.Json.JsonException e) { throw new UsageException($"{full}:{lineNo}: not valid JSON: {e.Message.Split('\n')[0]}"); }
+            }
+        }
+
+        void SeedFile(Action read)
+        {
+            try { read(); }
+            catch (SeedDataException e) { throw new UsageException(e.Message); }
+        }
+
+        var ift = await Blob(spec.SeedData.Ift, "seed_data.ift", f => SeedFile(() => SeedData.ReadIft(f)));
+        var eft = await Blob(spec.SeedData.Eft, "seed_data.eft", f => SeedFile(() => SeedData.ReadEft(f)));
+        var pool = await Blob(spec.Prompts.PoolFile, "prompts.pool_file", f => Jsonl(f, "instruction"));
+        var heldOut = spec.Evaluation is null ? null : await Blob(spec.Evaluation.HeldOut, "evaluation.held_out", f => Jsonl(f, "instruction"));
+        var judgePairs = spec.Evaluation is null ? null : await Blob(spec.Evaluation.JudgePairs, "evaluation.judge_pairs", f => Jsonl(f, "instruction", "answer", "score"));
+
+        var template = spec.Judge.Template;
+        if (spec.Judge.TemplateFile is { } tf)
+        {
+            var full = Resolve(tf);
+            if (!File.Exists(full)) throw new UsageException($"spec.judge.template_file: file not found: {full}");
+            template = await File.ReadAllTextAsync(full, Encoding.UTF8, ct);
+            if (!template.Contains("{instruction}", StringComparison.Ordinal) || !template.Contains("{response}", StringComparison.Ordinal))
+                throw new UsageException($"spec.judge.template_file: {full} must contain {{instruction}} and {{response}}");
+        }
+
+        bool isM1 = spec.Models.M1 is not null;
+        var startId = RecordIds.StartCheckpoint(runId, isM1);
+        string startRef;
+        if (spec.Models.Init is not null)
+        {
+            var scratch = Path.Combine(Path.GetTempPath(), $"srlm-m0-{Guid.NewGuid():N}");
+            try
+            {
+                ScratchModel.Create(spec, Resolve, scratch);
+                startRef = await Checkpoint(store, checkpoints, runId, startId, 0, scratch, null, Resolve, register: true, ct, origin: "init");
+            }
+            finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
+        }
+        else
+            startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct);
+        string? promptModel = spec.Models.PromptModel is { } pm
+            ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct)
+            : null;
+
+        var stored = spec with
+        {
+            Models = spec.Models with { Base = isM1 ? null : startRef, M1 = isM1 ? startRef : null, Init = null, Tokenizer = null, PromptModel = promptModel },
+            SeedData = new SeedDataSpec { Ift = ift, Eft = eft },
+            Prompts = spec.Prompts with { PoolFile = pool },
+            Judge = spec.Judge with { Template = template, TemplateFile = null },
+            Evaluation = spec.Evaluation is null ? null : spec.Evaluation with { HeldOut = heldOut, JudgePairs = judgePairs },
+        };
+        RunSpecValidator.ThrowIfInvalid(stored);
+
+        var shas = new[] { ift, eft }.Where(SpecRefs.IsBlob).Select(r => SpecRefs.BlobSha(r, "seed_data")).ToList();
+        await store.PutAsync(new DatasetRecord { Id = RecordIds.SftDataset(runId), RunId = runId, Iteration = 0, Purpose = "sft", BlobSha256s = shas, Description = "IFT + EFT seed files" }, ct);
+        var outcome = await store.CreateRunAsync(runId, RunSpecJson.Serialize(stored), stored.SchemaVersion, ct);
+        if (outcome == WriteOutcome.Conflict) throw new UsageException($"run {runId} already exists with a different spec");
+        return new UploadedRun(runId, stored, startId);
+    }
+
+    private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
+        string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload")
+    {
+        if (SpecRefs.IsCheckpoint(path)) return path;
+        var dir = resolve(path);
+        if (!Directory.Exists(dir)) throw new UsageException($"spec.models: checkpoint folder not found: {dir}");
+        if (!File.Exists(Path.Combine(dir, "config.json"))) throw new UsageException($"spec.models: {dir} has no config.json (expected a Hugging Face-style checkpoint folder)");
+        string source = dir;
+        string? temp = null;
+        if (tokenizer is not null)
+        {
+            // A separate tokenizer is merged into the uploaded folder, so the stored checkpoint is complete.
+            var tok = resolve(tokenizer);
+            temp = Path.Combine(Path.GetTempPath(), $"srlm-upload-{Guid.NewGuid():N}");
+            Directory.CreateDirectory(temp);
+            foreach (var f in Directory.GetFiles(dir)) File.Copy(f, Path.Combine(temp, Path.GetFileName(f)));
+            if (File.Exists(tok)) File.Copy(tok, Path.Combine(temp, Path.GetFileName(tok)), overwrite: true);
+            else if (Directory.Exists(tok)) foreach (var f in Directory.GetFiles(tok)) File.Copy(f, Path.Combine(temp, Path.GetFileName(f)), overwrite: true);
+            else throw new UsageException($"spec.models.tokenizer: not found: {tok}");
+            source = temp;
+        }
+        try
+        {
+            var put = await checkpoints.PutAsync(id, source, ct);
+            if (register)
+                await store.PutAsync(new CheckpointRecord
+                {
+                    Id = id, RunId = runId, Iteration = modelIndex, Location = put.Manifest.Location, Files = put.Manifest.Files, Origin = origin,
+                }, ct);
+            return SpecRefs.Checkpoint(id);
+        }
+        finally
+        {
+            if (temp is not null) Directory.Delete(temp, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Srlm.Messaging.Bus;
+using Srlm.Messaging.Configuration;
+using Srlm.Messaging.Health;
+using Srlm.Storage;
+using Srlm.Storage.Checkpoints;
+
+namespace Srlm.Messaging.Hosting;
+
+public static class SrlmInfrastructureExtensions
+{
+    /// <summary>Everything a srlm process needs besides its bus and its own services, from the environment:
+    /// <see cref="SrlmOptions"/> (validated: a mistake throws <see cref="SrlmConfigurationException"/>, one line),
+    /// the artifact store and checkpoint store (SRLM_STORE, SRLM_CHECKPOINTS through Srlm.Storage's factory, opened
+    /// now so a bad value stops the start), libtorch threads (SRLM_THREADS), single-line UTC console logs (JSON when
+    /// SRLM_LOG_FORMAT=json) that never show credentials, the store and bus health checks with the heartbeat file
+    /// that `--health` reads, and OpenTelemetry export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    /// A store already registered (a test, `srlm run`) is kept.</summary>
+    /// <param name="defaultStore">used when SRLM_STORE is unset (e.g. "sqlite://srlm.db" for `srlm run`); null makes SRLM_STORE required.</param>
+    public static IServiceCollection AddSrlmInfrastructure(this IServiceCollection services, IConfiguration configuration, string? defaultStore = null)
+    {
+        var options = services.FindSrlmOptions() ?? SrlmOptions.FromConfiguration(configuration);
+        services.TryAddSingleton(options);
+
+        if (options.Threads is { } threads)
+        {
+            Environment.SetEnvironmentVariable("SRLM_THREADS", threads.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Srlm.Model.TorchRuntime.Initialise();
+        }
+
+        if (!services.Any(d => d.ServiceType == typeof(IArtifactStore)))
+        {
+            var set = OpenStores(configuration, defaultStore);
+            services.AddSingleton(_ => set); // factory registration: the container disposes it at shutdown
+            services.AddSingleton(sp => sp.GetRequiredService<StoreSet>().Artifacts);
+            services.AddSingleton(sp => sp.GetRequiredService<StoreSet>().Checkpoints);
+        }
+
+        services.AddLogging(b =>
+        {
+            if (string.Equals(configuration["SRLM_LOG_FORMAT"], "json", StringComparison.OrdinalIgnoreCase))
+                b.AddJsonConsole(o => { o.UseUtcTimestamp = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ"; });
+            else
+                b.AddSimpleConsole(o => { o.SingleLine = true; o.UseUtcTimestamp = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            b.AddFilter("MassTransit", LogLevel.Information);
+        });
+        services.AddHostedService<StartupBanner>();
+
+        services.AddHealthChecks().AddCheck<StoreHealthCheck>("store", HealthStatus.Unhealthy, ["ready"]);
+        services.AddHostedService<HeartbeatService>();
+
+        if (options.OtlpEndpoint is not null)
+        {
+            services.AddOpenTelemetry()
+                .ConfigureResource(r => r.AddService("srlm-" + options.ServiceName))
+                .WithTracing(t => t.AddSource("MassTransit").AddOtlpExporter(o => o.Endpoint = options.OtlpEndpoint))
+                .WithMetrics(m => m.AddMeter("MassTransit").AddOtlpExporter(o => o.Endpoint = options.OtlpEndpoint));
+        }
+        return services;
+    }
+
+    /// <summary>Opens the stores named by SRLM_STORE / SRLM_CHECKPOINTS (any failure is one configuration line).</summary>
+    public static StoreSet OpenStores(IConfiguration configuration, string? defaultStore = null)
+    {
+        var env = new System.Collections.Hashtable();
+        foreach (var key in new[] { StoreFactory.StoreVariable, StoreFactory.CheckpointsVariable, StoreFactory.CheckpointCacheVariable })
+            if (configuration[key] is { Length: > 0 } v) env[key] = v;
+        try
+        {
+            return StoreFactory.FromEnvironmentAsync(env, defaultStore).GetAwaiter().GetResult();
+        }
+        catch (StoreConfigurationException e) { throw new SrlmConfigurationException(e.Message); }
+        catch (StoreSchemaException e) { throw new SrlmConfigurationException(e.Message); }
+        catch (Exception e) when (e is not SrlmConfigurationException)
+        {
+            var where = Redact.Uri(configuration[StoreFactory.StoreVariable] ?? defaultStore ?? "(unset)");
+            throw new SrlmConfigurationException($"SRLM_STORE={where} cannot be opened: {Redact.Uri(e.Message)}");
+        }
+    }
+}
+
+/// <summary>The store answers a cheap read.</summary>
+public sealed class StoreHealthCheck(IArtifactStore store) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await store.GetRunAsync("~health-probe~", cancellationToken);
+            return HealthCheckResult.Healthy(Redact.Uri(store.Location));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy($"{Redact.Uri(store.Location)}: {Redact.Uri(e.Message)}");
+        }
+    }
+}
+
+/// <summary>Logs the process's configuration once at start, credentials redacted.</summary>
+internal sealed partial class StartupBanner(SrlmOptions options, ILogger<StartupBanner> log) : Microsoft.Extensions.Hosting.IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        LogStarting(log, options.Describe());
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "starting: {Configuration}")]
+    private static partial void LogStarting(ILogger logger, string configuration);
+}

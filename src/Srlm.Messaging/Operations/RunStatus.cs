@@ -1,0 +1,173 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Srlm.Messaging.Broker;
+using Srlm.Messaging.Journal;
+using Srlm.Storage;
+
+namespace Srlm.Messaging.Operations;
+
+/// <summary>One iteration's counts as `srlm status` shows them (all from stored facts).</summary>
+public sealed record IterationCounts
+{
+    public required int Iteration { get; init; }
+    public long Prompts { get; init; }
+    public bool PromptSetFinal { get; init; }
+    public long Candidates { get; init; }
+    /// <summary>K: judge samples per candidate, from the run spec.</summary>
+    public int JudgeSamples { get; init; }
+    /// <summary>Stored judge samples (valid and unparseable).</summary>
+    public long Judgments { get; init; }
+    public long Unparseable { get; init; }
+    public long Pairs { get; init; }
+    public long DroppedTies { get; init; }
+    public long DroppedOther { get; init; }
+    public long TooLong { get; init; }
+    public long Duplicates { get; init; }
+    public string? Checkpoint { get; init; }
+}
+
+/// <summary>Messages handled per minute by one stage, over the recent window.</summary>
+public sealed record StageThroughput(string Stage, string MessageType, long Handled, double PerMinute);
+
+public sealed record TrainingProgress(string JobId, string Kind, int Iteration, string State, long Step, long? TotalSteps, int Attempts);
+
+/// <summary>What `srlm status RUN` reports.</summary>
+public sealed record RunStatusReport
+{
+    public required string RunId { get; init; }
+    /// <summary>running, stalled, failed, completed or cancelled.</summary>
+    public required string State { get; init; }
+    public string? FailureReason { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset LastProgressAt { get; init; }
+    public double SecondsSinceProgress { get; init; }
+    public required IReadOnlyList<IterationCounts> Iterations { get; init; }
+    public required IReadOnlyList<StageThroughput> Throughput { get; init; }
+    public IReadOnlyList<TrainingProgress> Training { get; init; } = [];
+    /// <summary>Rough seconds left for the current iteration's generation and judging at the recent rates (null when unknown).</summary>
+    public double? EtaSeconds { get; init; }
+    /// <summary>Ready messages per queue (shared by all runs on the broker); null without a RabbitMQ broker.</summary>
+    public IReadOnlyList<QueueDepth>? Queues { get; init; }
+    public string? QueuesNote { get; init; }
+    public int Errors { get; init; }
+
+    public bool IsTerminal => State is "failed" or "completed" or "cancelled";
+
+    public static JsonSerializerOptions Json { get; } = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+}
+
+public static class RunStatusBuilder
+{
+    /// <summary>The stages whose consumed messages measure throughput, in pipeline order.</summary>
+    public static readonly (string Stage, string MessageType)[] Stages =
+    [
+        ("prompts", "Srlm.Contracts.GeneratePrompts"),
+        ("responses", "Srlm.Contracts.GenerateResponses"),
+        ("judge", "Srlm.Contracts.JudgeCandidate"),
+        ("pairs", "Srlm.Contracts.CandidateJudged"),
+    ];
+
+    /// <summary>Builds the report. <paramref name="stallAfter"/>: a running run with no stored progress for this
+    /// long is "stalled". <paramref name="window"/>: how far back throughput is measured.</summary>
+    public static async Task<RunStatusReport?> BuildAsync(IArtifactStore store, string runId, TimeSpan stallAfter, TimeSpan window,
+        DateTimeOffset now, CancellationToken ct = default)
+    {
+        var run = await store.GetRunAsync(runId, ct);
+        if (run is null) return null;
+        var (n, k) = SpecNumbers(run.SpecJson);
+
+        var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed }, ct);
+        var iterations = new List<IterationCounts>();
+        foreach (var s in await store.GetRunStatusAsync(runId, ct))
+        {
+            iterations.Add(new IterationCounts
+            {
+                Iteration = s.Iteration, Prompts = s.Prompts, PromptSetFinal = s.PromptSetFinal, Candidates = s.Candidates, JudgeSamples = k,
+                Judgments = s.Judgments, Unparseable = s.Unparseable, Pairs = s.Pairs, DroppedTies = s.DroppedTies, DroppedOther = s.DroppedOther,
+                TooLong = s.TooLong, Duplicates = s.Duplicates, Checkpoint = s.CheckpointId,
+            });
+        }
+
+        var since = now - window;
+        var first = consumed.Count > 0 ? consumed.Min(e => e.Time) : now;
+        var minutes = Math.Max((now - (first > since ? first : since)).TotalMinutes, 1.0 / 60);
+        var throughput = Stages.Select(st =>
+        {
+            var handled = consumed.Count(e => e.MessageType == st.MessageType && e.Time >= since);
+            return new StageThroughput(st.Stage, st.MessageType, handled, handled / minutes);
+        }).ToList();
+
+        double? eta = null;
+        var current = iterations.Where(i => i.Iteration >= 1).MaxBy(i => i.Iteration);
+        if (current is { PromptSetFinal: true } && !run.IsTerminal)
+        {
+            var responsesDone = consumed.Where(e => e.Iteration == current.Iteration && e.MessageType == "Srlm.Contracts.GenerateResponses")
+                .Select(e => e.MessageId).Distinct().LongCount();
+            var remainingPrompts = Math.Max(0, current.Prompts - responsesDone);
+            var remainingJudge = Math.Max(0.0, current.Prompts * n - current.Judgments / (double)Math.Max(k, 1));
+            var responseRate = throughput.First(t => t.Stage == "responses").PerMinute;
+            var judgeRate = throughput.First(t => t.Stage == "judge").PerMinute;
+            if ((remainingPrompts == 0 || responseRate > 0) && (remainingJudge == 0 || judgeRate > 0))
+                eta = 60 * ((remainingPrompts == 0 ? 0 : remainingPrompts / responseRate) + (remainingJudge == 0 ? 0 : remainingJudge / judgeRate));
+        }
+
+        var jobs = await store.ListJobsAsync(runId, ct: ct);
+        var errors = await store.ListErrorsAsync(runId, ct: ct);
+        var sinceProgress = (now - run.LastProgressAt).TotalSeconds;
+        var state = run.State switch
+        {
+            RunState.Running when sinceProgress > stallAfter.TotalSeconds && !jobs.Any(j => j.State == JobState.Running && j.HeartbeatAt > now - stallAfter) => "stalled",
+            _ => run.State.ToString().ToLowerInvariant(),
+        };
+        return new RunStatusReport
+        {
+            RunId = runId, State = state, FailureReason = run.FailureReason, CreatedAt = run.CreatedAt, LastProgressAt = run.LastProgressAt,
+            SecondsSinceProgress = Math.Round(sinceProgress, 1), Iterations = iterations, Throughput = throughput, EtaSeconds = eta is null ? null : Math.Round(eta.Value),
+            Training = jobs.Select(j => new TrainingProgress(j.Id, j.Kind.ToString(), j.Iteration, j.State.ToString(), j.Step, j.TotalSteps, j.Attempts)).ToList(),
+            Errors = errors.Count,
+        };
+    }
+
+    /// <summary>N (candidates per prompt) and K (judge samples) from the stored spec (snake_case JSON), with the paper's defaults.</summary>
+    public static (int N, int K) SpecNumbers(string specJson)
+    {
+        int n = 4, k = 3;
+        try
+        {
+            using var doc = JsonDocument.Parse(specJson, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            var root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Object)
+            {
+                if (root.TryGetProperty("responses", out var r) && r.ValueKind == JsonValueKind.Object && r.TryGetProperty("n", out var nv) && nv.TryGetInt32(out var nn)) n = nn;
+                if (root.TryGetProperty("judge", out var j) && j.ValueKind == JsonValueKind.Object && j.TryGetProperty("samples", out var kv) && kv.TryGetInt32(out var kk)) k = kk;
+            }
+        }
+        catch (JsonException) { }
+        return (n, k);
+    }
+
+    /// <summary>The text form of a report (what `srlm status` prints without --json).</summary>
+    public static string Format(RunStatusReport r)
+    {
+        var sb = new System.Text.StringBuilder();
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        sb.AppendLine(inv, $"run {r.RunId}: {r.State}{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}");
+        sb.AppendLine(inv, $"  last progress {r.LastProgressAt:u} ({r.SecondsSinceProgress:F0} s ago), errors parked: {r.Errors}");
+        sb.AppendLine("  iteration  prompts  candidates  K  judgments  unparseable  pairs  dropped_ties  dropped_other  too_long  duplicates  checkpoint");
+        foreach (var i in r.Iterations)
+            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.JudgeSamples}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.TooLong,8}  {i.Duplicates,10}  {i.Checkpoint ?? "-"}");
+        sb.AppendLine("  throughput (per minute, recent): " + string.Join(", ", r.Throughput.Select(t => string.Create(inv, $"{t.Stage} {t.PerMinute:F1}"))));
+        foreach (var t in r.Training)
+            sb.AppendLine(inv, $"  training {t.Kind} {t.JobId}: {t.State} step {t.Step}/{(t.TotalSteps?.ToString(inv) ?? "?")} (attempts {t.Attempts})");
+        if (r.EtaSeconds is { } eta) sb.AppendLine(inv, $"  time left (generation + judging of this iteration): ~{TimeSpan.FromSeconds(eta):hh\\:mm\\:ss}");
+        if (r.Queues is not null)
+            sb.AppendLine("  queues (ready/consumers): " + string.Join(", ", r.Queues.Where(q => q.Messages is not null)
+                .Select(q => string.Create(inv, $"{q.Queue} {q.Messages}/{q.Consumers}"))));
+        else if (r.QueuesNote is not null) sb.AppendLine("  queues: " + r.QueuesNote);
+        return sb.ToString().TrimEnd();
+    }
+}

@@ -1,0 +1,192 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Srlm.Tasks;
+
+/// <summary>Knobs of the letters family (the difficulty dial).</summary>
+public sealed record LettersOptions
+{
+    /// <summary>How many letters the instruction offers (drawn uniformly in this range).</summary>
+    public int SetSizeMin { get; init; } = 6;
+    public int SetSizeMax { get; init; } = 8;
+
+    /// <summary>How many letters the answer must have (drawn uniformly in this range).</summary>
+    public int LengthMin { get; init; } = 4;
+    public int LengthMax { get; init; } = 6;
+}
+
+/// <summary>
+/// "Pick 5 letters from acfkmpt in alphabetical order, from c to t." A right answer is a strictly
+/// increasing run of offered letters of the asked length with the asked ends ("cfkmt", "ckmpt", ...).
+/// Producing one means planning how many offered letters to skip so that the asked last letter lands
+/// exactly at the asked length; checking one is five independent local tests (membership, first letter,
+/// last letter, length, adjacent order) written down one at a time. See samples/tiny/TASK.md.
+/// </summary>
+public sealed partial class LettersTask(LettersOptions? options = null) : ITaskFamily
+{
+    private readonly LettersOptions _o = Validate(options ?? new LettersOptions());
+
+    public string Name => "letters";
+
+    public string Summary => "pick N offered letters in alphabetical order with given first and last letters (tiny demo)";
+
+    public SeedSizes DefaultSizes => new() { Ift = 3000, Eft = 1800, Prompts = 2000, Dev = 200, Test = 1000, JudgeEval = 200 };
+
+    public string JudgeTemplate =>
+        """
+        Score the response with an additive rubric: add 1 point for each that holds. It
+        1. uses only the offered letters;
+        2. starts with the asked first letter;
+        3. ends with the asked last letter;
+        4. has exactly the asked number of letters;
+        5. has each letter later in the alphabet than the one before.
+        Instruction: {instruction}
+        Response: {response}
+        Check the points in order with a running total, then end with "Score: <0-5>".
+        """;
+
+    /// <summary>The parsed instruction: offered letters (as written), length, first and last letter.</summary>
+    public readonly record struct Spec(string Letters, int Length, char First, char Last);
+
+    public static string Format(Spec s) => $"Pick {s.Length} letters from {s.Letters} in alphabetical order, from {s.First} to {s.Last}.";
+
+    public static Spec? Parse(string instruction)
+    {
+        var m = InstructionPattern().Match(instruction.Trim());
+        if (!m.Success) return null;
+        return new Spec(m.Groups[2].Value, int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m.Groups[3].Value[0], m.Groups[4].Value[0]);
+    }
+
+    public string NewInstruction(TaskRng rng)
+    {
+        while (true)
+        {
+            int k = rng.Between(_o.SetSizeMin, _o.SetSizeMax);
+            var alphabet = "abcdefghijklmnopqrstuvwxyz".ToCharArray();
+            rng.Shuffle(alphabet);
+            var set = alphabet.Take(k).Order().ToArray();
+            int n = rng.Between(_o.LengthMin, _o.LengthMax);
+            // Ends i < j with at least n-1 offered letters strictly between them: n-2 are needed, and one
+            // more guarantees a choice of which to skip (at least two right answers).
+            var ends = new List<(int I, int J)>();
+            for (int i = 0; i < k; i++)
+                for (int j = i + 1; j < k; j++)
+                    if (j - i - 1 >= n - 1) ends.Add((i, j));
+            if (ends.Count == 0) continue;
+            var (a, b) = rng.Pick(ends);
+            return Format(new Spec(new string(set), n, set[a], set[b]));
+        }
+    }
+
+    public string Solve(string instruction, TaskRng rng)
+    {
+        var s = Parse(instruction) ?? throw new ArgumentException($"not a letters instruction: {instruction}", nameof(instruction));
+        var between = s.Letters.Distinct().Where(c => c > s.First && c < s.Last).Order().ToList();
+        if (s.Length < 2 || !s.Letters.Contains(s.First) || !s.Letters.Contains(s.Last) || between.Count < s.Length - 2)
+            throw new ArgumentException($"letters instruction has no answer: {instruction}", nameof(instruction));
+        rng.Shuffle(between);
+        var middle = between.Take(s.Length - 2).Order();
+        return s.First + new string(middle.ToArray()) + s.Last;
+    }
+
+    public Grade? Check(string instruction, string response) =>
+        Parse(instruction) is { } s ? Grade(s, response) : null;
+
+    public static Grade Grade(Spec s, string response)
+    {
+        var r = response.Trim();
+        var allowed = s.Letters.ToHashSet();
+        var criteria = new List<Criterion>(5);
+
+        int bad = -1;
+        for (int i = 0; i < r.Length && bad < 0; i++)
+            if (!allowed.Contains(r[i])) bad = i;
+        criteria.Add(bad < 0 && r.Length > 0
+            ? new("letters", true, "letters ok")
+            : new("letters", false, r.Length == 0 ? "no letters" : $"letter {Show(r[bad])} not allowed"));
+
+        criteria.Add(r.Length > 0 && r[0] == s.First
+            ? new("first", true, $"first {s.First} ok")
+            : new("first", false, $"first {(r.Length > 0 ? Show(r[0]) : "none")} not {s.First}"));
+
+        criteria.Add(r.Length > 0 && r[^1] == s.Last
+            ? new("last", true, $"last {s.Last} ok")
+            : new("last", false, $"last {(r.Length > 0 ? Show(r[^1]) : "none")} not {s.Last}"));
+
+        criteria.Add(r.Length == s.Length
+            ? new("length", true, $"length {r.Length} ok")
+            : new("length", false, $"length {r.Length} not {s.Length}"));
+
+        int broken = -1;
+        for (int i = 1; i < r.Length && broken < 0; i++)
+            if (r[i] <= r[i - 1]) broken = i;
+        criteria.Add(broken < 0 && r.Length > 0
+            ? new("order", true, "order ok")
+            : new("order", false, r.Length == 0 ? "order none" : $"order breaks at {Show(r[broken])}"));
+
+        return Rubric.Grade(criteria);
+    }
+
+    public string AnswerWithScore(string instruction, int score, TaskRng rng)
+    {
+        var s = Parse(instruction) ?? throw new ArgumentException($"not a letters instruction: {instruction}", nameof(instruction));
+        if (score == 5) return Solve(instruction, rng);
+        return Rubric.Sample(score, r => Grade(s, r).Score, rng, instruction, () =>
+        {
+            if (rng.Chance(0.15)) return RandomWord(rng, s);
+            var w = new StringBuilder(Solve(instruction, rng));
+            int edits = rng.Between(1, 4);
+            for (int e = 0; e < edits; e++) Edit(w, s, rng);
+            return w.ToString();
+        });
+    }
+
+    // A model's typical slips: a wrong or foreign letter, one too many or too few, a swap, a capital,
+    // stopping early or running on.
+    private static void Edit(StringBuilder w, Spec s, TaskRng rng)
+    {
+        int op = rng.Next(8);
+        if (w.Length == 0) op = 2;
+        int p = w.Length > 0 ? rng.Next(w.Length) : 0;
+        switch (op)
+        {
+            case 0: w[p] = rng.Pick(s.Letters.ToCharArray()); break;
+            case 1: w[p] = Foreign(s, rng); break;
+            case 2: w.Insert(rng.Next(w.Length + 1), rng.Pick(s.Letters.ToCharArray())); break;
+            case 3: if (w.Length > 1) w.Remove(p, 1); break;
+            case 4: if (w.Length > 1) { int i = rng.Next(w.Length - 1); (w[i], w[i + 1]) = (w[i + 1], w[i]); } break;
+            case 5: w[p] = char.ToUpperInvariant(w[p]); break;
+            case 6: if (w.Length > 1) w.Length--; break;
+            default: w.Append(rng.Pick(s.Letters.ToCharArray())); break;
+        }
+    }
+
+    private static char Foreign(Spec s, TaskRng rng)
+    {
+        var others = "abcdefghijklmnopqrstuvwxyz".Where(c => !s.Letters.Contains(c)).ToArray();
+        return others.Length > 0 ? rng.Pick(others) : 'A';
+    }
+
+    private static string RandomWord(TaskRng rng, Spec s)
+    {
+        int n = rng.Between(1, s.Length + 3);
+        var sb = new StringBuilder(n);
+        for (int i = 0; i < n; i++) sb.Append(rng.Chance(0.5) ? rng.Pick(s.Letters.ToCharArray()) : (char)('a' + rng.Next(26)));
+        return sb.ToString();
+    }
+
+    private static string Show(char c) => char.IsWhiteSpace(c) ? "space" : c.ToString();
+
+    private static LettersOptions Validate(LettersOptions o)
+    {
+        if (o.SetSizeMin < 3 || o.SetSizeMax > 26 || o.SetSizeMin > o.SetSizeMax)
+            throw new ArgumentException($"letters: set size range {o.SetSizeMin}..{o.SetSizeMax} must lie in 3..26");
+        if (o.LengthMin < 3 || o.LengthMin > o.LengthMax || o.LengthMax > o.SetSizeMax - 1)
+            throw new ArgumentException($"letters: length range {o.LengthMin}..{o.LengthMax} must lie in 3..{o.SetSizeMax - 1}");
+        return o;
+    }
+
+    [GeneratedRegex(@"^Pick (\d{1,2}) letters from ([a-z]{1,26}) in alphabetical order, from ([a-z]) to ([a-z])\.$")]
+    private static partial Regex InstructionPattern();
+}

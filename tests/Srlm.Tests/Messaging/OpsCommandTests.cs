@@ -1,0 +1,179 @@
+using System.Text.Json;
+using Srlm.Cli;
+using Srlm.Contracts;
+using Srlm.Messaging.Operations;
+using Srlm.Storage;
+
+namespace Srlm.Tests.Messaging;
+
+[CollectionDefinition("srlm console", DisableParallelization = true)]
+public sealed class ConsoleCollection;
+
+/// <summary>The operator verbs run through the real dispatcher against a real SQLite store (--store).</summary>
+[Collection("srlm console")]
+public sealed class OpsCommandTests : IAsyncLifetime
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-ops-").FullName;
+    private string StoreUri => "sqlite://" + Path.Combine(_folder, "srlm.db");
+    private StoreSet _stores = null!;
+
+    public async Task InitializeAsync()
+    {
+        _stores = await OpsFixtures.OpenAsync(_folder);
+        await OpsFixtures.WriteFinishedIterationAsync(_stores, "run1", _folder);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _stores.DisposeAsync();
+        try { Directory.Delete(_folder, true); } catch (IOException) { }
+    }
+
+    private static async Task<(int Code, string Out, string Err)> Srlm(params string[] args)
+    {
+        var (stdout, stderr) = (Console.Out, Console.Error);
+        using var o = new StringWriter();
+        using var e = new StringWriter();
+        Console.SetOut(o);
+        Console.SetError(e);
+        try { return (await CommandLine.RunAsync(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(stdout); Console.SetError(stderr); }
+    }
+
+    [Fact]
+    public async Task Status_reports_every_per_iteration_count_from_the_store()
+    {
+        var (code, json, err) = await Srlm("status", "run1", "--json", "--store", StoreUri);
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal("running", doc.RootElement.GetProperty("state").GetString());
+        var it = doc.RootElement.GetProperty("iterations").EnumerateArray().Single(i => i.GetProperty("iteration").GetInt32() == 1);
+        Assert.Equal(3, it.GetProperty("prompts").GetInt64());
+        Assert.Equal(6, it.GetProperty("candidates").GetInt64());
+        Assert.Equal(3, it.GetProperty("judge_samples").GetInt32());
+        Assert.Equal(18, it.GetProperty("judgments").GetInt64());
+        Assert.Equal(2, it.GetProperty("unparseable").GetInt64());
+        Assert.Equal(2, it.GetProperty("pairs").GetInt64());
+        Assert.Equal(1, it.GetProperty("dropped_ties").GetInt64());
+        Assert.Equal(0, it.GetProperty("dropped_other").GetInt64());
+        Assert.Equal(0, it.GetProperty("too_long").GetInt64());
+        Assert.Equal(0, it.GetProperty("duplicates").GetInt64());
+        Assert.Equal("run1/m2", it.GetProperty("checkpoint").GetString());
+        Assert.Equal("SRLM_BUS is not a RabbitMQ broker", doc.RootElement.GetProperty("queues_note").GetString());
+
+        var (_, text, _) = await Srlm("status", "run1", "--store", StoreUri);
+        Assert.Contains("run run1: running", text);
+        Assert.Contains("dropped_ties", text);
+    }
+
+    [Fact]
+    public async Task A_run_without_progress_for_the_stall_time_is_stalled()
+    {
+        var report = await RunStatusBuilder.BuildAsync(_stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(6));
+        Assert.Equal("stalled", report!.State);
+        report = await RunStatusBuilder.BuildAsync(_stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(1));
+        Assert.Equal("running", report!.State);
+    }
+
+    [Fact]
+    public async Task Status_wait_exits_zero_only_for_a_completed_run()
+    {
+        await _stores.Artifacts.SetRunStateAsync("run1", RunState.Completed);
+        Assert.Equal(0, (await Srlm("status", "run1", "--wait", "--interval", "0.1", "--store", StoreUri)).Code);
+
+        await _stores.Artifacts.CreateRunAsync("run2", OpsFixtures.Spec, 1);
+        await _stores.Artifacts.SetRunStateAsync("run2", RunState.Failed, "judge-candidate_error holds a message");
+        var (code, text, _) = await Srlm("status", "run2", "--wait", "--interval", "0.1", "--store", StoreUri);
+        Assert.Equal(1, code);
+        Assert.Contains("failed (judge-candidate_error holds a message)", text);
+
+        await _stores.Artifacts.CreateRunAsync("run3", OpsFixtures.Spec, 1);
+        var timedOut = await Srlm("status", "run3", "--wait", "--interval", "0.1", "--timeout", "0.3", "--store", StoreUri);
+        Assert.Equal(1, timedOut.Code);
+        Assert.Contains("still running", timedOut.Err);
+    }
+
+    [Fact]
+    public async Task Runs_lists_and_cancel_marks_the_run_cancelled()
+    {
+        var (code, text, _) = await Srlm("runs", "--store", StoreUri);
+        Assert.Equal(0, code);
+        Assert.Contains("run1", text);
+        Assert.Equal(0, (await Srlm("cancel", "run1", "--store", StoreUri)).Code);
+        Assert.Equal(RunState.Cancelled, (await _stores.Artifacts.GetRunAsync("run1"))!.State);
+        var (again, msg, _) = await Srlm("cancel", "run1", "--store", StoreUri);
+        Assert.Equal(0, again);
+        Assert.Contains("already cancelled", msg);
+        var (missing, _, err) = await Srlm("cancel", "nope", "--store", StoreUri);
+        Assert.Equal(2, missing);
+        Assert.Contains("run 'nope' not found", err);
+    }
+
+    [Fact]
+    public async Task Export_pairs_writes_prompt_chosen_rejected_and_scores_as_jsonl()
+    {
+        var file = Path.Combine(_folder, "pairs.jsonl");
+        var (code, _, err) = await Srlm("export", "pairs", "run1", "--iteration", "1", "--out", file, "--store", StoreUri);
+        Assert.True(code == 0, err);
+        var lines = File.ReadAllLines(file);
+        Assert.Equal(2, lines.Length);
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.Equal("What is 0 + 0?", first.RootElement.GetProperty("prompt").GetString());
+        Assert.Equal("answer 0.0", first.RootElement.GetProperty("chosen").GetString());
+        Assert.Equal("answer 0.1", first.RootElement.GetProperty("rejected").GetString());
+        Assert.Equal(5, first.RootElement.GetProperty("score_chosen").GetDouble());
+        Assert.Equal(1, first.RootElement.GetProperty("score_rejected").GetDouble());
+        Assert.Contains("2 pairs exported", err);
+    }
+
+    [Fact]
+    public async Task Lineage_walks_from_the_last_checkpoint_to_the_seed_data()
+    {
+        var nodes = await LineageWalker.WalkAsync(_stores.Artifacts, "run1/m2");
+        Assert.Equal(["run1/m2", "run1/m1"], nodes.Select(n => n.CheckpointId));
+        Assert.Equal((2, 2, 4L, 12L), (nodes[0].Pairs, nodes[0].Prompts, nodes[0].Candidates, nodes[0].Judgements));
+        Assert.Single(nodes[1].SeedBlobs);
+        Assert.NotEqual(nodes[0].WeightsSha256, nodes[1].WeightsSha256);
+        var (code, text, _) = await Srlm("lineage", "run1/m2", "--store", StoreUri);
+        Assert.Equal(0, code);
+        Assert.Contains("2 pairs from 2 prompts, 4 candidates, 12 judgements", text);
+        Assert.Contains("seed files", text);
+        Assert.Equal(2, (await Srlm("lineage", "run1/m9", "--store", StoreUri)).Code);
+    }
+
+    [Fact]
+    public async Task Errors_list_shows_the_reason_of_each_parked_message()
+    {
+        await _stores.Artifacts.PutErrorAsync(new ErrorRecord
+        {
+            Id = "m1/judge-candidate_error", MessageId = "m1", MessageType = "Srlm.Contracts.JudgeCandidate", Queue = "judge-candidate_error",
+            Reason = "System.InvalidOperationException: model exploded", RunId = "run1", Iteration = 1, Time = DateTimeOffset.UtcNow,
+        });
+        var (code, text, _) = await Srlm("errors", "list", "--run", "run1", "--store", StoreUri);
+        Assert.Equal(0, code);
+        Assert.Contains("judge-candidate_error", text);
+        Assert.Contains("model exploded", text);
+        var (requeue, _, err) = await Srlm("errors", "requeue", "--store", StoreUri);
+        Assert.Equal(2, requeue);
+        Assert.Contains("set SRLM_BUS=amqp://", err);
+    }
+
+    [Fact]
+    public async Task Replay_into_a_new_run_rekeys_messages_and_copies_the_artifacts_they_need()
+    {
+        var message = new JudgeCandidate { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0", CandidateId = "run1/i1/p0-0/c1" };
+        var moved = (JudgeCandidate)JournalReplay.Rekey(message, typeof(JudgeCandidate), "run1", "run9");
+        Assert.Equal(new JudgeCandidate { RunId = "run9", Iteration = 1, CheckpointId = "run9/m1", PromptId = "run9/i1/p0-0", CandidateId = "run9/i1/p0-0/c1" }, moved);
+        Assert.Equal("run10/x", JournalReplay.RekeyString("run10/x", "run1", "run9"));
+
+        var copied = await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1));
+        Assert.True(copied > 30, $"copied {copied}");
+        Assert.Equal(0, await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1)));
+        var candidate = await _stores.Artifacts.GetAsync<CandidateRecord>("run9/i1/p0-0/c1");
+        Assert.Equal(("run9", "run9/i1/p0-0", "answer 0.1"), (candidate!.RunId, candidate.PromptId, candidate.Text));
+        var m1 = await _stores.MaterializeCheckpointAsync("run9/m1");
+        Assert.Equal("weights of m1", File.ReadAllText(Path.Combine(m1, "model.safetensors")));
+        var status = await _stores.Artifacts.GetIterationStatusAsync("run9", 1);
+        Assert.Equal((3L, 18L, 2L, 0L), (status.Prompts, status.Judgments, status.Pairs, status.Duplicates));
+    }
+}

@@ -1,0 +1,77 @@
+using Srlm.Contracts.Spec;
+using Srlm.PairBuilder;
+
+namespace Srlm.Tests.Services;
+
+public class PairRulesTests
+{
+    private static readonly PairRulesSpec Plain = new();
+    private static readonly PairRulesSpec LengthControlled = new() { LengthControl = new() { Enabled = true, Margin = 0.5 } };
+
+    private static JudgedCandidate C(int index, double? score, int tokens = 10) => new($"p/c{index}", index, score, tokens);
+
+    [Fact]
+    public void Chosen_is_the_highest_mean_and_rejected_the_lowest()
+    {
+        var d = PairRules.Decide([C(0, 3), C(1, 4.5), C(2, 1), C(3, 2)], 20, 512, Plain);
+        Assert.True(d.IsPair);
+        Assert.Equal("p/c1", d.Chosen!.CandidateId);
+        Assert.Equal("p/c2", d.Rejected!.CandidateId);
+    }
+
+    [Fact]
+    public void Equal_best_and_worst_scores_drop_the_prompt_as_a_tie()
+    {
+        var d = PairRules.Decide([C(0, 4), C(1, 4), C(2, null), C(3, 4)], 20, 512, Plain);
+        Assert.Equal(DropReason.DroppedTies, d.Dropped);
+        Assert.Equal("dropped_ties", PairDecision.CounterName(d.Dropped!.Value));
+    }
+
+    [Fact]
+    public void Fewer_valid_scores_than_the_minimum_drop_the_prompt_as_other()
+    {
+        var d = PairRules.Decide([C(0, 5), C(1, null), C(2, null), C(3, null)], 20, 512, Plain);
+        Assert.Equal(DropReason.DroppedOther, d.Dropped);
+        var strict = PairRules.Decide([C(0, 5), C(1, 1), C(2, null), C(3, null)], 20, 512, Plain with { MinValidScores = 3 });
+        Assert.Equal(DropReason.DroppedOther, strict.Dropped);
+    }
+
+    [Fact]
+    public void A_pair_longer_than_the_context_is_dropped_as_too_long()
+    {
+        var d = PairRules.Decide([C(0, 5, tokens: 10), C(1, 1, tokens: 90)], 20, 100, Plain);
+        Assert.Equal(DropReason.TooLong, d.Dropped);
+        var fits = PairRules.Decide([C(0, 5, tokens: 10), C(1, 1, tokens: 80)], 20, 100, Plain);
+        Assert.True(fits.IsPair);
+    }
+
+    [Fact]
+    public void Equal_scores_are_broken_by_candidate_index_whatever_the_input_order()
+    {
+        var a = PairRules.Decide([C(2, 5), C(0, 5), C(3, 1), C(1, 1)], 20, 512, Plain);
+        Assert.Equal("p/c0", a.Chosen!.CandidateId);
+        Assert.Equal("p/c1", a.Rejected!.CandidateId);
+    }
+
+    [Fact]
+    public void Length_control_prefers_the_shorter_near_best_and_the_longer_near_worst()
+    {
+        var cands = new[] { C(0, 5, tokens: 80), C(1, 4.67, tokens: 20), C(2, 1, tokens: 10), C(3, 1.33, tokens: 60) };
+        var plain = PairRules.Decide(cands, 20, 512, Plain);
+        Assert.Equal(("p/c0", "p/c2"), (plain.Chosen!.CandidateId, plain.Rejected!.CandidateId));
+        var controlled = PairRules.Decide(cands, 20, 512, LengthControlled);
+        Assert.Equal(("p/c1", "p/c3"), (controlled.Chosen!.CandidateId, controlled.Rejected!.CandidateId));
+    }
+
+    [Fact]
+    public void Length_control_never_chooses_an_answer_scored_at_or_below_the_rejected_one()
+    {
+        // Spread 0.33 is inside the margin: the shortest near-best would be the worst candidate.
+        var cands = new[] { C(0, 3.33, tokens: 50), C(1, 3, tokens: 5) };
+        var d = PairRules.Decide(cands, 20, 512, LengthControlled);
+        Assert.True(d.IsPair);
+        Assert.Equal("p/c0", d.Chosen!.CandidateId);
+        Assert.Equal("p/c1", d.Rejected!.CandidateId);
+        Assert.True(d.Chosen.Score > d.Rejected.Score);
+    }
+}
