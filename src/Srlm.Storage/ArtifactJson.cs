@@ -13,6 +13,7 @@ public static class ArtifactJson
     {
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
         WriteIndented = false,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
     };
 
     private const string CreatedAtProperty = "createdAt";
@@ -29,10 +30,19 @@ public static class ArtifactJson
         var node = JsonSerializer.SerializeToNode(artifact, Options)!.AsObject();
         var content = node.DeepClone().AsObject();
         foreach (var name in NotContent) content.Remove(name);
-        var hash = Sha256Hex(Encoding.UTF8.GetBytes(content.ToJsonString(Options)));
+        var hash = Sha256Hex(Encoding.UTF8.GetBytes(Canonical(content)!.ToJsonString(Options)));
         node[CreatedAtProperty] = JsonValue.Create(createdAt);
         return (node.ToJsonString(Options), hash);
     }
+
+    /// <summary>Object keys sorted (ordinal) at every level, so dictionaries built in another order hash the same.</summary>
+    private static JsonNode? Canonical(JsonNode? node) => node switch
+    {
+        JsonObject o => new JsonObject(o.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => KeyValuePair.Create(kv.Key, Canonical(kv.Value?.DeepClone())))),
+        JsonArray a => new JsonArray(a.Select(x => Canonical(x?.DeepClone())).ToArray()),
+        _ => node,
+    };
 
     public static T Read<T>(string json) where T : class =>
         JsonSerializer.Deserialize<T>(json, Options)

@@ -86,6 +86,12 @@ public interface IArtifactStore : IAsyncDisposable
     /// <see cref="KeyNotFoundException"/> for an unknown run.
     /// </summary>
     Task<WriteOutcome> SetRunStateAsync(string runId, RunState state, string? failureReason = null, CancellationToken ct = default);
+    /// <summary>
+    /// Put a FAILED run back to Running (failure reason cleared), e.g. after `srlm errors requeue` re-published
+    /// the parked messages. Completed and cancelled runs stay as they are. Updated or Unchanged;
+    /// KeyNotFoundException for an unknown run.
+    /// </summary>
+    Task<WriteOutcome> ReopenFailedRunAsync(string runId, CancellationToken ct = default);
     /// <summary>Record progress now (artifact inserts and job heartbeats do this automatically).</summary>
     Task TouchRunAsync(string runId, CancellationToken ct = default);
 

@@ -24,6 +24,21 @@ public sealed class DirectoryCheckpointStore : ICheckpointStore
             throw new StoreConfigurationException($"checkpoint directory {Root}: parent directory {parent} does not exist");
         Directory.CreateDirectory(Root);
         _retry = retry ?? StoreResilience.Default;
+        RemoveAbandonedTemporaries(TimeSpan.FromHours(24));
+    }
+
+    /// <summary>Temp folders of puts killed mid-copy (older than <paramref name="age"/>) are removed.</summary>
+    public void RemoveAbandonedTemporaries(TimeSpan age)
+    {
+        foreach (var dir in Directory.EnumerateDirectories(Root, ".tmp-*"))
+        {
+            try
+            {
+                if (DateTime.UtcNow - Directory.GetLastWriteTimeUtc(dir) > age) Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException) { } // another process is removing or using it
+            catch (UnauthorizedAccessException) { }
+        }
     }
 
     public string FolderOf(string checkpointId) => Path.Combine(Root, CheckpointFiles.FolderName(checkpointId));

@@ -101,7 +101,7 @@ public sealed class GridFsCheckpointStore : ICheckpointStore
         {
             foreach (var f in doc["files"].AsBsonArray.Select(x => x.AsBsonDocument))
             {
-                var target = Path.Combine(tmp, f["path"].AsString);
+                var target = CheckpointFiles.SafeCombine(tmp, f["path"].AsString);
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                 await _retry.ExecuteAsync(async token =>
                 {

@@ -64,9 +64,19 @@ public static class CheckpointFiles
         return files;
     }
 
+    /// <summary>root/relativePath, refusing a manifest path that would leave the root ("../", absolute paths).</summary>
+    public static string SafeCombine(string root, string relativePath)
+    {
+        var full = Path.GetFullPath(Path.Combine(root, relativePath));
+        var rootFull = Path.GetFullPath(root).TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar;
+        return full.StartsWith(rootFull, StringComparison.Ordinal)
+            ? full
+            : throw new InvalidDataException($"checkpoint file path '{relativePath}' leaves the checkpoint folder {root}");
+    }
+
     public static async Task<CheckpointFile> HashAsync(string root, string relativePath, CancellationToken ct)
     {
-        await using var s = new FileStream(Path.Combine(root, relativePath), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
+        await using var s = new FileStream(SafeCombine(root, relativePath), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
         var hash = await SHA256.HashDataAsync(s, ct);
         return new CheckpointFile(relativePath, s.Length, Convert.ToHexStringLower(hash));
     }
@@ -74,7 +84,7 @@ public static class CheckpointFiles
     /// <summary>Copy a file while hashing it; returns the digest of the bytes written.</summary>
     public static async Task<CheckpointFile> CopyAsync(string sourceRoot, string targetRoot, string relativePath, CancellationToken ct)
     {
-        var target = Path.Combine(targetRoot, relativePath);
+        var target = SafeCombine(targetRoot, relativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         await using var src = new FileStream(Path.Combine(sourceRoot, relativePath), FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
@@ -100,7 +110,7 @@ public static class CheckpointFiles
                                               Describe(manifest, expected) + ")");
         foreach (var f in manifest)
         {
-            var path = Path.Combine(dir, f.Path);
+            var path = SafeCombine(dir, f.Path);
             if (!File.Exists(path)) throw new StoreIntegrityException($"checkpoint {checkpointId}: file {path} is missing");
             var actual = await HashAsync(dir, f.Path, ct);
             if (actual.Sha256 != f.Sha256 || actual.Size != f.Size)

@@ -56,6 +56,16 @@ public sealed class MongoArtifactStore : IArtifactStore
         var store = new MongoArtifactStore(client, client.GetDatabase(dbName), location, retry ?? StoreResilience.Default, clock ?? TimeProvider.System);
         try
         {
+            try
+            {
+                // One ping without retries: an unreachable server is a configuration problem, said in one line.
+                await store.Database.RunCommandAsync<BsonDocument>(new BsonDocument("ping", 1), cancellationToken: ct);
+            }
+            catch (Exception e) when (e is TimeoutException or MongoConnectionException or MongoAuthenticationException)
+            {
+                throw new StoreConfigurationException(
+                    $"SRLM_STORE: cannot reach MongoDB at {location} within {settings.ServerSelectionTimeout.TotalSeconds:F0} s ({e.GetType().Name})");
+            }
             await store._retry.ExecuteAsync(async token => await store.InitializeAsync(token), ct);
         }
         catch
@@ -199,6 +209,20 @@ public sealed class MongoArtifactStore : IArtifactStore
         }
         var exists = await _runs.CountDocumentsAsync(new BsonDocument("_id", runId), cancellationToken: token);
         return exists == 0 ? throw new KeyNotFoundException($"run {runId} is not in store {Location}") : WriteOutcome.Unchanged;
+    }, ct);
+
+    public Task<WriteOutcome> ReopenFailedRunAsync(string runId, CancellationToken ct = default) => R(async token =>
+    {
+        var now = NowUtc();
+        var res = await _runs.UpdateOneAsync(new BsonDocument { { "_id", runId }, { "state", nameof(RunState.Failed) } },
+            new BsonDocument("$set", new BsonDocument
+            {
+                { "state", nameof(RunState.Running) }, { "failure_reason", BsonNull.Value }, { "updated_at", now }, { "last_progress_at", now },
+            }), cancellationToken: token);
+        if (res.ModifiedCount == 1) return WriteOutcome.Updated;
+        return await _runs.CountDocumentsAsync(new BsonDocument("_id", runId), cancellationToken: token) == 1
+            ? WriteOutcome.Unchanged
+            : throw new KeyNotFoundException($"run {runId} is not in store {Location}");
     }, ct);
 
     public Task TouchRunAsync(string runId, CancellationToken ct = default) =>
@@ -654,13 +678,11 @@ public sealed class MongoArtifactStore : IArtifactStore
             var seq = await NextSequenceAsync("journal", token);
             try
             {
-                var headers = new BsonDocument();
-                foreach (var (k, v) in e.Headers) headers[k] = v;
                 await _journal.InsertOneAsync(new BsonDocument
                 {
                     { "_id", e.Id }, { "seq", seq }, { "message_id", e.MessageId }, { "conversation_id", Nullable(e.ConversationId) },
                     { "correlation_id", Nullable(e.CorrelationId) }, { "message_type", e.MessageType }, { "direction", e.Direction.ToString() },
-                    { "endpoint", Nullable(e.Endpoint) }, { "headers", headers }, { "body_json", e.BodyJson }, { "time", e.Time.UtcDateTime },
+                    { "endpoint", Nullable(e.Endpoint) }, { "headers_json", ArtifactJson.Serialize(e.Headers) }, { "body_json", e.BodyJson }, { "time", e.Time.UtcDateTime },
                     { "time_text", ArtifactJson.Time(e.Time) }, { "host", Nullable(e.Host) }, { "run_id", Nullable(e.RunId) }, { "iteration", Nullable(e.Iteration) },
                 }, cancellationToken: token);
                 return WriteOutcome.Inserted;
@@ -698,7 +720,8 @@ public sealed class MongoArtifactStore : IArtifactStore
             MessageType = d["message_type"].AsString,
             Direction = Enum.Parse<JournalDirection>(d["direction"].AsString),
             Endpoint = Str(d, "endpoint"),
-            Headers = d["headers"].AsBsonDocument.Elements.ToDictionary(el => el.Name, el => el.Value.AsString),
+            // Header names may hold '.' or '$', which BSON field names should not: kept as JSON text.
+            Headers = ArtifactJson.Read<Dictionary<string, string>>(d["headers_json"].AsString),
             BodyJson = d["body_json"].AsString,
             Time = ArtifactJson.ParseTime(d["time_text"].AsString),
             Host = Str(d, "host"),

@@ -43,7 +43,7 @@ public sealed class SqliteArtifactStore : IArtifactStore
         if (dir is not null && !Directory.Exists(dir))
             throw new StoreConfigurationException($"sqlite store {full}: directory {dir} does not exist");
         var store = new SqliteArtifactStore(full, retry ?? StoreResilience.Default, clock ?? TimeProvider.System);
-        await store._retry.ExecuteAsync(async token => await store.InitializeAsync(token), ct);
+        await store._retry.ExecuteAsync(token => new ValueTask<int>(Task.Run(store.Initialize, token)), ct);
         return store;
     }
 
@@ -56,33 +56,36 @@ public sealed class SqliteArtifactStore : IArtifactStore
 
     private string Now() => ArtifactJson.Time(_clock.GetUtcNow());
 
-    private async Task<SqliteConnection> OpenConnectionAsync(CancellationToken ct)
+    private SqliteConnection OpenConnection()
     {
         var c = new SqliteConnection(_connectionString);
-        await c.OpenAsync(ct);
+        c.Open();
         using var cmd = c.CreateCommand();
         cmd.CommandText = "PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;";
         cmd.ExecuteNonQuery();
         return c;
     }
 
+    // Microsoft.Data.Sqlite's async methods run synchronously (a lock wait would block the caller's
+    // thread), so each call runs on the thread pool: callers get a task that really is pending.
+
     private Task<T> WithConnection<T>(Func<SqliteConnection, T> body, CancellationToken ct) =>
-        _retry.ExecuteAsync(async token =>
+        _retry.ExecuteAsync(token => new ValueTask<T>(Task.Run(() =>
         {
-            await using var c = await OpenConnectionAsync(token);
+            using var c = OpenConnection();
             return body(c);
-        }, ct).AsTask();
+        }, token)), ct).AsTask();
 
     /// <summary>Runs <paramref name="body"/> in a BEGIN IMMEDIATE transaction (the write lock taken up front).</summary>
     private Task<T> InWriteTransaction<T>(Func<SqliteConnection, SqliteTransaction, T> body, CancellationToken ct) =>
-        _retry.ExecuteAsync(async token =>
+        _retry.ExecuteAsync(token => new ValueTask<T>(Task.Run(() =>
         {
-            await using var c = await OpenConnectionAsync(token);
+            using var c = OpenConnection();
             using var tx = c.BeginTransaction(IsolationLevel.Serializable, deferred: false);
             var result = body(c, tx);
             tx.Commit();
             return result;
-        }, ct).AsTask();
+        }, token)), ct).AsTask();
 
     private static SqliteCommand Cmd(SqliteConnection c, string sql, SqliteTransaction? tx = null, params (string Name, object? Value)[] args)
     {
@@ -127,9 +130,9 @@ public sealed class SqliteArtifactStore : IArtifactStore
         CREATE INDEX ix_errors_run ON errors(run_id, time);
         """;
 
-    private async Task<int> InitializeAsync(CancellationToken ct)
+    private int Initialize()
     {
-        await using var c = await OpenConnectionAsync(ct);
+        using var c = OpenConnection();
         // WAL is a property of the file; setting it needs no transaction and is a no-op when already set.
         using (var wal = Cmd(c, "PRAGMA journal_mode=WAL;")) wal.ExecuteNonQuery();
         using var tx = c.BeginTransaction(IsolationLevel.Serializable, deferred: false);
@@ -230,6 +233,16 @@ public sealed class SqliteArtifactStore : IArtifactStore
                 ("$s", state.ToString()), ("$f", failureReason), ("$now", Now()), ("$id", runId));
             upd.ExecuteNonQuery();
             return WriteOutcome.Updated;
+        }, ct);
+
+    public Task<WriteOutcome> ReopenFailedRunAsync(string runId, CancellationToken ct = default) =>
+        InWriteTransaction((c, tx) =>
+        {
+            using var upd = Cmd(c, "UPDATE runs SET state='Running', failure_reason=NULL, updated_at=$now, last_progress_at=$now WHERE id=$id AND state='Failed'",
+                tx, ("$now", Now()), ("$id", runId));
+            if (upd.ExecuteNonQuery() == 1) return WriteOutcome.Updated;
+            using var sel = Cmd(c, "SELECT COUNT(*) FROM runs WHERE id=$id", tx, ("$id", runId));
+            return (long)sel.ExecuteScalar()! == 1 ? WriteOutcome.Unchanged : throw new KeyNotFoundException($"run {runId} is not in store {Location}");
         }, ct);
 
     public Task TouchRunAsync(string runId, CancellationToken ct = default) => WithConnection(c =>

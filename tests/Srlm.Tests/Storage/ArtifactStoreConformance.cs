@@ -69,6 +69,22 @@ public abstract class ArtifactStoreConformance
     }
 
     [SkippableFact]
+    public async Task Content_comparison_ignores_dictionary_order_and_keeps_non_finite_metrics()
+    {
+        await using var store = await OpenFreshAsync();
+        var a = new EvaluationRecord
+        {
+            Id = "e1", RunId = Run, Iteration = 2, CheckpointId = "m2", Evaluator = "task",
+            Metrics = new Dictionary<string, double> { ["accuracy"] = 0.5, ["loss"] = double.NaN },
+        };
+        Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(a));
+        var reordered = a with { Metrics = new Dictionary<string, double> { ["loss"] = double.NaN, ["accuracy"] = 0.5 } };
+        Assert.Equal(WriteOutcome.Unchanged, await store.PutAsync(reordered));
+        Assert.True(double.IsNaN((await store.GetAsync<EvaluationRecord>("e1"))!.Metrics["loss"]));
+        Assert.Equal(WriteOutcome.Conflict, await store.PutAsync(a with { Metrics = new Dictionary<string, double> { ["accuracy"] = 0.6 } }));
+    }
+
+    [SkippableFact]
     public async Task Duplicates_counter_sees_a_writer_that_uses_random_ids()
     {
         await using var store = await OpenFreshAsync();
@@ -179,6 +195,17 @@ public abstract class ArtifactStoreConformance
         Assert.Equal(RunState.Failed, run.State);
         Assert.Equal("JudgeCandidate parked: bad body", run.FailureReason);
         await Assert.ThrowsAsync<KeyNotFoundException>(() => store.SetRunStateAsync("nope", RunState.Cancelled));
+
+        // An operator requeued the parked messages: the failed run runs again; a completed one never does.
+        Assert.Equal(WriteOutcome.Updated, await store.ReopenFailedRunAsync(Run));
+        Assert.Equal(WriteOutcome.Unchanged, await store.ReopenFailedRunAsync(Run));
+        run = (await store.GetRunAsync(Run))!;
+        Assert.Equal(RunState.Running, run.State);
+        Assert.Null(run.FailureReason);
+        Assert.Equal(WriteOutcome.Updated, await store.SetRunStateAsync(Run, RunState.Completed));
+        Assert.Equal(WriteOutcome.Unchanged, await store.ReopenFailedRunAsync(Run));
+        Assert.Equal(RunState.Completed, (await store.GetRunAsync(Run))!.State);
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => store.ReopenFailedRunAsync("nope"));
         await store.CreateRunAsync("run-b", "{}", 1);
         Assert.Equal(2, (await store.ListRunsAsync()).Count);
     }

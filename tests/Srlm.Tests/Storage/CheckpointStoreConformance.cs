@@ -129,6 +129,30 @@ public sealed class DirectoryCheckpointStoreTests : CheckpointStoreConformance
     }
 
     [Fact]
+    public async Task A_manifest_path_that_leaves_the_checkpoint_folder_is_refused()
+    {
+        var store = new DirectoryCheckpointStore(Root);
+        await store.PutAsync("c1", MakeCheckpointFolder("a", 1));
+        var manifestPath = Path.Combine(store.FolderOf("c1"), CheckpointFiles.ManifestName);
+        var m = ArtifactJson.Read<CheckpointManifest>(File.ReadAllText(manifestPath));
+        File.WriteAllText(manifestPath, ArtifactJson.Serialize(m with { Files = [.. m.Files, new CheckpointFile("../../outside.txt", 1, new string('0', 64))] }));
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => store.MaterializeAsync("c1"));
+        Assert.Contains("../../outside.txt", e.Message);
+    }
+
+    [Fact]
+    public void Temporary_folders_of_killed_puts_are_removed_when_old()
+    {
+        Directory.CreateDirectory(Root);
+        var old = Directory.CreateDirectory(Path.Combine(Root, ".tmp-c1-dead")).FullName;
+        Directory.SetLastWriteTimeUtc(old, DateTime.UtcNow.AddDays(-2));
+        var fresh = Directory.CreateDirectory(Path.Combine(Root, ".tmp-c2-live")).FullName;
+        _ = new DirectoryCheckpointStore(Root);
+        Assert.False(Directory.Exists(old));
+        Assert.True(Directory.Exists(fresh));
+    }
+
+    [Fact]
     public async Task Two_concurrent_puts_of_one_checkpoint_store_it_once()
     {
         var store = new DirectoryCheckpointStore(Root);

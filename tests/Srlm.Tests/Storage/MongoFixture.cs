@@ -13,13 +13,23 @@ public sealed class MongoFixture : IAsyncLifetime
 
     public string? Uri { get; private set; }
     public string? SkipReason { get; private set; }
+    public string? FailReason { get; private set; }
 
     public async Task InitializeAsync()
     {
         var fromEnv = Environment.GetEnvironmentVariable("MONGODB_URI");
         if (!string.IsNullOrWhiteSpace(fromEnv))
         {
+            // Set but unreachable is a failure, not a skip: found once here instead of once per test.
             Uri = fromEnv;
+            try
+            {
+                await using var probe = await MongoArtifactStore.OpenAsync(fromEnv, databaseName: "srlm_test_probe");
+            }
+            catch (Exception e)
+            {
+                FailReason = $"MONGODB_URI is set but MongoDB cannot be used: {e.Message}";
+            }
             return;
         }
         try
@@ -39,6 +49,7 @@ public sealed class MongoFixture : IAsyncLifetime
     /// <summary>A fresh database per call, so tests never see each other's data.</summary>
     public Task<MongoArtifactStore> OpenFreshAsync(TimeProvider? clock = null, string? database = null)
     {
+        if (FailReason is not null) throw new InvalidOperationException(FailReason);
         Skip.If(Uri is null, SkipReason);
         return MongoArtifactStore.OpenAsync(Uri!, clock: clock, databaseName: database ?? $"srlm_test_{Guid.NewGuid():N}");
     }

@@ -103,6 +103,33 @@ public sealed class SqliteArtifactStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task A_writer_killed_inside_its_transaction_loses_its_write_and_blocks_nobody()
+    {
+        var path = _dir.File("killed.db");
+        await using var store = await SqliteArtifactStore.OpenAsync(path);
+        var psi = new ProcessStartInfo("python3", ["-c", $$"""
+            import sqlite3, time
+            c = sqlite3.connect(r'{{path}}', isolation_level=None)
+            c.execute('BEGIN IMMEDIATE')
+            c.execute("INSERT INTO metrics(run_id, iteration, step, name, value) VALUES('dead', 0, 0, 'x', 1)")
+            print('locked', flush=True)
+            time.sleep(60)
+            """]) { RedirectStandardOutput = true };
+        using var other = Process.Start(psi)!;
+        Assert.Equal("locked", await other.StandardOutput.ReadLineAsync());
+        var write = store.PutAsync(Make.Prompt("r", 1, 0));
+        await Task.Delay(300);
+        Assert.False(write.IsCompleted); // waiting for the lock holder
+        other.Kill(); // SIGKILL: no rollback, no close
+        var sw = Stopwatch.StartNew();
+        Assert.Equal(WriteOutcome.Inserted, await write);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"write took {sw.Elapsed} after the holder died");
+        Assert.Empty(await store.ListMetricsAsync("dead"));
+        await using var reopened = await SqliteArtifactStore.OpenAsync(path);
+        Assert.Equal(1, await reopened.CountAsync<PromptRecord>(ArtifactQuery.OfRun("r")));
+    }
+
+    [Fact]
     public async Task A_sqlite_file_that_is_not_an_srlm_store_is_refused()
     {
         var path = _dir.File("foreign.db");

@@ -51,6 +51,16 @@ public sealed class StoreFactoryTests : IDisposable
         Assert.DoesNotContain('\n', e.Message);
     }
 
+    [Fact]
+    public async Task An_unreachable_MongoDB_is_a_one_line_error_naming_it()
+    {
+        // Port 9 (discard) on loopback: nothing listens; server selection gives up after 1 s.
+        var e = await Assert.ThrowsAsync<StoreConfigurationException>(() =>
+            StoreFactory.FromEnvironmentAsync(Env(("SRLM_STORE", "mongodb://127.0.0.1:9/srlmx?serverSelectionTimeoutMS=1000&connectTimeoutMS=500"))));
+        Assert.Contains("cannot reach MongoDB at mongodb://127.0.0.1:9/srlmx", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
     [Theory]
     [InlineData("gridfs", "SRLM_CHECKPOINTS=gridfs needs SRLM_STORE=mongodb")]
     [InlineData("s3://bucket/x", "SRLM_CHECKPOINTS='s3://bucket/x' is not valid")]
