@@ -43,6 +43,13 @@ public sealed class ErrorsCommand : ICommand
         var queues = queue is not null ? [queue] : pending.Select(e => e.Queue!).Distinct(StringComparer.Ordinal).ToList();
         if (queues.Count == 0) { Console.WriteLine("nothing to requeue"); return 0; }
         await using var connection = await RabbitQueues.ConnectAsync(env.Options.Bus, "srlm-errors", cancel);
+        // A run failed by these parked messages goes back to running first, so a message that fails again fails it again.
+        foreach (var runId in pending.Where(e => queues.Contains(e.Queue!)).Select(e => e.RunId).OfType<string>().Distinct(StringComparer.Ordinal))
+        {
+            var stored = await env.Store.GetRunAsync(runId, cancel);
+            if (stored?.State == Srlm.Storage.RunState.Failed && await env.Store.ReopenFailedRunAsync(runId, cancel) == Srlm.Storage.WriteOutcome.Updated)
+                Console.WriteLine($"run {runId} reopened (was failed: {stored.FailureReason})");
+        }
         var moved = 0;
         foreach (var q in queues)
         {

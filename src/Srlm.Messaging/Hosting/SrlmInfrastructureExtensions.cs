@@ -50,6 +50,8 @@ public static class SrlmInfrastructureExtensions
             else
                 b.AddSimpleConsole(o => { o.SingleLine = true; o.UseUtcTimestamp = true; o.TimestampFormat = "HH:mm:ss.fff "; });
             b.AddFilter("MassTransit", LogLevel.Information);
+            // The heartbeat logs each health change once; the health-check service would repeat it every interval.
+            b.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.Critical);
         });
         services.AddHostedService<StartupBanner>();
 

@@ -161,8 +161,10 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var requeue = await cli.CliAsync(TimeSpan.FromSeconds(60), "errors", "requeue", "--run", run);
         Assert.True(requeue.ExitCode == 0, requeue.Output);
         Assert.Contains("broker-flaky_error: 1 messages moved back to broker-flaky", requeue.Output);
+        Assert.Contains($"run {run} reopened", requeue.Output);
         await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 1), Wait, "the requeued message handled");
         Assert.Empty(await host.Store.ListErrorsAsync(run));
         Assert.Single(await host.Store.ListErrorsAsync(run, includeRequeued: true));
+        Assert.Equal(RunState.Running, (await host.Store.GetRunAsync(run))!.State);
     }
 }
