@@ -97,7 +97,10 @@ public sealed record CheckpointReady : IRunMessage
     public required string RunId { get; init; }
     public required int Iteration { get; init; }
     public required string CheckpointId { get; init; }
-    public required string ParentCheckpointId { get; init; }
+
+    /// <summary>The checkpoint it was trained from; null when the run was given this checkpoint (M1 uploaded).</summary>
+    public string? ParentCheckpointId { get; init; }
+
     public string? JobId { get; init; }
 }
 

@@ -22,7 +22,7 @@ public sealed partial class RunStartedConsumer(IArtifactStore store, RunSpecCach
             throw new MalformedMessageException($"RunStarted {context.MessageId}: starting checkpoint {m.CheckpointId} is not stored");
         if (spec.Models.M1 is not null)
         {
-            await context.Publish(new CheckpointReady { RunId = m.RunId, Iteration = 0, CheckpointId = start.Id, ParentCheckpointId = start.ParentCheckpointId ?? "" }, ct);
+            await context.Publish(new CheckpointReady { RunId = m.RunId, Iteration = 0, CheckpointId = start.Id, ParentCheckpointId = start.ParentCheckpointId }, ct);
             await context.Publish(new IterationStarted { RunId = m.RunId, Iteration = 1, CheckpointId = start.Id }, ct);
             LogSkipSft(log, m.RunId, start.Id);
             return;
