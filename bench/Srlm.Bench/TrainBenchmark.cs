@@ -94,6 +94,7 @@ public sealed class TrainBenchmark : IBenchmark
         result["peak_rss_precomputed_bytes"] = pre;
         result["peak_rss_live_reference_bytes"] = live;
         result["dpo_memory_saved_vs_reference_weights"] = Round((live - pre) / (double)referenceBytes);
+        result["memory_children_env"] = "MALLOC_MMAP_THRESHOLD_=65536";
         return result;
     }
 
@@ -121,6 +122,10 @@ public sealed class TrainBenchmark : IBenchmark
         var host = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
         var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { entry, "bench", "train", "--child", mode }) psi.ArgumentList.Add(a);
+        // A fixed mmap threshold: every tensor buffer of 64 KiB or more is its own mapping, returned to the OS
+        // when freed, so VmHWM is the peak of live memory rather than of glibc's heap slack (whose dynamic
+        // threshold and arenas made the same child's peak vary by +-150 MB from run to run). Same for both modes.
+        psi.Environment["MALLOC_MMAP_THRESHOLD_"] = "65536";
         using var proc = Process.Start(psi)!;
         var stdout = proc.StandardOutput.ReadToEndAsync(cancel);
         var stderr = proc.StandardError.ReadToEndAsync(cancel);

@@ -98,11 +98,16 @@ public sealed class TrainCommand : ICommand
     /// <summary>One line per logging step on stderr: "step 3/20 loss 0.6931 ..." (stdout stays for the result).</summary>
     private sealed class LineProgress : IProgress<TrainingProgress>
     {
+        // Test hook for the resume-after-kill test: stop the training thread after reporting this step
+        // (before its state is saved) so the test's SIGKILL lands mid-job however fast the machine is.
+        private readonly int? _hangAt = int.TryParse(Environment.GetEnvironmentVariable("SRLM_TEST_HANG_AFTER_STEP"), out var n) ? n : null;
+
         public void Report(TrainingProgress p)
         {
             var values = string.Join(" ", p.Metrics.Where(kv => kv.Key != "step")
                 .Select(kv => $"{kv.Key} {kv.Value.ToString("G5", CultureInfo.InvariantCulture)}"));
             Console.Error.WriteLine($"{p.Kind} step {p.Step}/{p.TotalSteps} {values}");
+            if (p.Kind == "train" && p.Step == _hangAt) Thread.Sleep(Timeout.Infinite);
         }
     }
 }

@@ -8,6 +8,7 @@ using Srlm.Training;
 namespace Srlm.Tests.Training;
 
 /// <summary>The entry points the trainer service calls, on real checkpoint folders and files.</summary>
+[Collection(TrainingCollection.Name)]
 public class JobTests
 {
     private const string Alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 .,:?!#\nABCDEFGHIJKLMNOPQRSTUVWXYZ+=";
@@ -143,7 +144,7 @@ public class JobTests
         Assert.True(killed.Killed, "the child finished before it could be killed");
         var saved = new TrainingStateStore(dir.Sub("resumed-state")).TryLoadLatest();
         Assert.NotNull(saved);
-        Assert.InRange(saved.Step, 1, 11); // killed mid-way, after at least one step
+        Assert.Equal(3, saved.Step); // killed in step 4, before its state was written: resumes at a step > 0
         Assert.False(Directory.Exists(dir.Sub("resumed")));
 
         var resumed = await Srlm(Args("resumed"), killAfterStep: null);
@@ -155,13 +156,15 @@ public class JobTests
     }
 
     /// <summary>Runs srlm (the CLI beside the tests) with one libtorch thread; optionally SIGKILLs it once
-    /// it reports the given training step.</summary>
+    /// it reports the given training step (the child holds its training thread there, so the kill always
+    /// lands mid-job, after the state of the step before was saved).</summary>
     private static async Task<(int Code, bool Killed, string Stdout, string Stderr)> Srlm(string[] args, int? killAfterStep)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "srlm.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["SRLM_THREADS"] = "1";
+        if (killAfterStep is int hang) psi.Environment["SRLM_TEST_HANG_AFTER_STEP"] = hang.ToString(System.Globalization.CultureInfo.InvariantCulture);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var err = new System.Text.StringBuilder();

@@ -82,3 +82,14 @@ internal static class Tiny
         public void Dispose() { try { Directory.Delete(Path, recursive: true); } catch (IOException) { } }
     }
 }
+
+/// <summary>
+/// Training tests run one at a time: dropout draws from libtorch's process-wide default generator, which
+/// each step reseeds from (seed, step); two trainings with dropout in parallel in one process would
+/// interleave their draws and break the bit-identical checks (see the training notes).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class TrainingCollection
+{
+    public const string Name = "Training";
+}

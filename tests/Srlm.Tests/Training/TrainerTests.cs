@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 
 namespace Srlm.Tests.Training;
 
+[Collection(TrainingCollection.Name)]
 public class TrainerTests
 {
     private static readonly SftOptions Sft = new()
