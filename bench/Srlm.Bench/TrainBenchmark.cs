@@ -46,7 +46,7 @@ public sealed class TrainBenchmark : IBenchmark
         };
 
         log.WriteLine("measuring the fp32 matmul peak...");
-        double peakBefore = MatmulPeakGflops(quick ? 1024 : 2048);
+        double peakBefore = GenerateBenchmark.MatmulPeakGflops(quick ? 1024 : 2048);
 
         using var policy = LlamaForCausalLM.Create(Config, seed: 1);
         long matmulParams = policy.named_parameters().Where(p => p.parameter.dim() == 2 && p.name != "model.embed_tokens.weight").Sum(p => p.parameter.numel());
@@ -68,7 +68,7 @@ public sealed class TrainBenchmark : IBenchmark
             DpoTrainer.Train(policy, pairs, options, new TrainingStateStore(state.FullName), "bench", "bench", progress: progress, cancel: cancel);
         }
         finally { state.Delete(recursive: true); }
-        double peakAfter = MatmulPeakGflops(quick ? 1024 : 2048);
+        double peakAfter = GenerateBenchmark.MatmulPeakGflops(quick ? 1024 : 2048);
         double peak = Math.Max(peakBefore, peakAfter) * 1e9;
 
         var timed = stepSeconds.Skip(1).ToList();
@@ -142,21 +142,6 @@ public sealed class TrainBenchmark : IBenchmark
         var r = new Random(seed);
         int[] Tokens(int len) => Enumerable.Range(0, len).Select(_ => 3 + r.Next(Vocab - 3)).ToArray();
         return Enumerable.Range(0, n).Select(i => new TokenizedPair($"b{i}", Tokens(Seq / 2), [.. Tokens(Seq / 2 - 1), 2], [.. Tokens(Seq / 2 - 1), 2])).ToList();
-    }
-
-    public static double MatmulPeakGflops(int n)
-    {
-        using var scope = NewDisposeScope();
-        var a = randn(n, n); var b = randn(n, n);
-        torch.mm(a, b).Dispose();
-        double best = double.MaxValue;
-        for (int i = 0; i < 5; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            using var c = torch.mm(a, b);
-            best = Math.Min(best, sw.Elapsed.TotalSeconds);
-        }
-        return 2.0 * n * n * n / best / 1e9;
     }
 
     private static long ReadStatusBytes(string field)

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using RabbitMQ.Client;
 using Srlm.Contracts;
 using Srlm.IntegrationTests.Infrastructure;
+using Srlm.Tests.Messaging;
 using Srlm.Messaging.Broker;
 using Srlm.Messaging.Configuration;
 using Srlm.Storage;

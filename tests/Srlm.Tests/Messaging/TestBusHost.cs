@@ -72,4 +72,7 @@ public sealed class Calls
     public IReadOnlyCollection<object> Handled => _handled;
     public void Attempt() => Interlocked.Increment(ref _attempts);
     public void Done(object message) => _handled.Enqueue(message);
+
+    /// <summary>While true, flaky test consumers throw.</summary>
+    public volatile bool Failing = true;
 }
