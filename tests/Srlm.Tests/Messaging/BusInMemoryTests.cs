@@ -130,6 +130,9 @@ public sealed class BusInMemoryTests
         await Srlm.Messaging.Operations.JournalReplay.PublishAsync(host.Bus, items, "run-r", "run-s");
         await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 3), Wait, "replayed message handled");
         Assert.Contains(new IterationStarted { RunId = "run-s", Iteration = 2, CheckpointId = "run-s/m2" }, calls.Handled);
-        Assert.Equal(1, await host.Store.CountJournalAsync(new JournalQuery { RunId = "run-s", Direction = JournalDirection.Consumed }));
+        // The consumed entry is journaled after the consumer returns, so wait for it rather than race it.
+        var consumed = new JournalQuery { RunId = "run-s", Direction = JournalDirection.Consumed };
+        await TestBusHost.WaitUntilAsync(async () => await host.Store.CountJournalAsync(consumed) >= 1, Wait, "replayed message journaled");
+        Assert.Equal(1, await host.Store.CountJournalAsync(consumed));
     }
 }
