@@ -13,6 +13,9 @@ public static class Ids
     public static string Pair(string promptId) => $"{promptId}/pair";
     public static string Dataset(string runId, int iteration) => $"{runId}/i{iteration}/pairs";
     public static string Checkpoint(string runId, int producedByIteration) => $"{runId}/m{producedByIteration + 1}";
+
+    /// <summary>C_{t+1} of the control arm, trained from C_t on iteration t's prompts (C1 is M1 itself).</summary>
+    public static string ControlCheckpoint(string runId, int producedByIteration) => $"{runId}/c{producedByIteration + 1}";
     public static string Job(string runId, int iteration, string kind) => $"{runId}/i{iteration}/{kind}";
 
     /// <summary>A 64-bit seed from the run seed and any path of ids/indexes (stable across processes and versions).</summary>

@@ -39,8 +39,100 @@ public sealed class ServedModel : IDisposable
     /// <summary>Wraps a model already built (e.g. by tests or the trainer); the executor takes ownership.</summary>
     public static ServedModel Wrap(string checkpointId, LanguageModel model) => new(checkpointId, model, new ModelExecutor(checkpointId));
 
-    public Task<IReadOnlyList<GeneratedSequence>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, SamplingOptions options, CancellationToken cancel = default) =>
-        Executor.RunAsync(() => new TextGenerator(_model.Model, _model.Tokenizer).Generate(requests, options, cancel), cancel);
+    /// <summary>Most sequences (rows) one merged generation call takes; a single larger call still runs, alone.</summary>
+    public int MaxBatchRows { get; init; } = 96;
+
+    private sealed record PendingGeneration(IReadOnlyList<GenerationRequest> Requests, SamplingOptions Options, string Key,
+        TaskCompletionSource<IReadOnlyList<GeneratedSequence>> Done, CancellationToken Cancel)
+    {
+        public int Rows => Requests.Sum(r => r.Seeds.Count);
+    }
+
+    private readonly object _pendingGate = new();
+    private readonly List<PendingGeneration> _pending = [];
+    private long _batches;
+
+    /// <summary>Batched generation calls the model has run (merged calls count once).</summary>
+    public long GenerationBatches => Interlocked.Read(ref _batches);
+
+    /// <summary>Generates on the model's thread. Calls that arrive from several threads while the model is busy
+    /// (e.g. a judge replica working on several messages at once) are merged into one batched call when their
+    /// sampling settings agree: every sequence has its own seeded stream, so its text does not depend on the
+    /// batch it runs in, and the model runs one batch instead of many small ones.</summary>
+    public Task<IReadOnlyList<GeneratedSequence>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, SamplingOptions options, CancellationToken cancel = default)
+    {
+        options.Validate();
+        if (requests.Count == 0) return Task.FromResult<IReadOnlyList<GeneratedSequence>>([]);
+        var pending = new PendingGeneration(requests, options, KeyOf(options), new TaskCompletionSource<IReadOnlyList<GeneratedSequence>>(TaskCreationOptions.RunContinuationsAsynchronously), cancel);
+        lock (_pendingGate) _pending.Add(pending);
+        // One drain per call: the first drain to run takes everything compatible that is waiting; later ones find less or nothing.
+        Task drain;
+        try { drain = Executor.RunAsync(DrainOnce, CancellationToken.None); }
+        catch (ObjectDisposedException)
+        {
+            lock (_pendingGate) _pending.Remove(pending);
+            throw;
+        }
+        drain.ContinueWith(t =>
+        {
+            if (t.Exception is { } e) pending.Done.TrySetException(e.InnerExceptions);
+            else if (t.IsCanceled) pending.Done.TrySetCanceled();
+        }, TaskScheduler.Default);
+        return pending.Done.Task;
+    }
+
+    private static string KeyOf(SamplingOptions o) => string.Join('\u0001',
+        [o.Temperature.ToString("R", System.Globalization.CultureInfo.InvariantCulture), o.TopP.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+         o.TopK.ToString(System.Globalization.CultureInfo.InvariantCulture), o.MaxNewTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), o.StopAtEos ? "1" : "0", .. o.StopStrings]);
+
+    /// <summary>Takes the oldest waiting call and every later one with the same sampling settings (up to
+    /// <see cref="MaxBatchRows"/> rows), generates them as one batch and hands each caller its own results.</summary>
+    private void DrainOnce()
+    {
+        var batch = new List<PendingGeneration>();
+        lock (_pendingGate)
+        {
+            _pending.RemoveAll(p =>
+            {
+                if (!p.Cancel.IsCancellationRequested) return false;
+                p.Done.TrySetCanceled(p.Cancel);
+                return true;
+            });
+            if (_pending.Count == 0) return;
+            var key = _pending[0].Key;
+            int rows = 0;
+            foreach (var p in _pending)
+            {
+                if (p.Key != key) continue;
+                if (batch.Count > 0 && rows + p.Rows > MaxBatchRows) break;
+                batch.Add(p);
+                rows += p.Rows;
+            }
+            foreach (var p in batch) _pending.Remove(p);
+        }
+        try
+        {
+            var merged = batch.SelectMany(p => p.Requests).ToList();
+            using var cancel = CancellationTokenSource.CreateLinkedTokenSource(batch.Count == 1 ? batch[0].Cancel : CancellationToken.None);
+            Interlocked.Increment(ref _batches);
+            var results = new TextGenerator(_model.Model, _model.Tokenizer).Generate(merged, batch[0].Options, cancel.Token);
+            int offset = 0;
+            foreach (var p in batch)
+            {
+                int from = offset, to = offset + p.Requests.Count;
+                p.Done.TrySetResult(results.Where(r => r.RequestIndex >= from && r.RequestIndex < to).Select(r => r with { RequestIndex = r.RequestIndex - from }).ToList());
+                offset = to;
+            }
+        }
+        catch (OperationCanceledException) when (batch.Count == 1 && batch[0].Cancel.IsCancellationRequested)
+        {
+            batch[0].Done.TrySetCanceled(batch[0].Cancel);
+        }
+        catch (Exception e)
+        {
+            foreach (var p in batch) p.Done.TrySetException(e);
+        }
+    }
 
     public Task<IReadOnlyList<SequenceLogProb>> LogProbsAsync(IReadOnlyList<(IReadOnlyList<int> Prompt, IReadOnlyList<int> Completion)> pairs, int batchSize = 8, CancellationToken cancel = default) =>
         Executor.RunAsync(() => LogProbs.Score(_model.Model, pairs, _model.Tokenizer.PadId, batchSize), cancel);

@@ -25,7 +25,7 @@ public static class ArtifactStoreExtensions
 
     /// <summary>The checkpoint M_t of a run (model index t), when stored.</summary>
     public static async Task<CheckpointRecord?> CheckpointOfIterationAsync(this IArtifactStore s, string runId, int modelIndex, CancellationToken ct = default) =>
-        (await s.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId, modelIndex), ct)).FirstOrDefault();
+        (await s.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId, modelIndex), ct)).FirstOrDefault(c => c.IsMain);
 
     /// <summary>
     /// True when the prompt has candidates 0..N-1 stored and each has judge samples 0..K-1 stored

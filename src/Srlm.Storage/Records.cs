@@ -265,6 +265,13 @@ public sealed record CheckpointFile(string Path, long Size, string Sha256);
 public sealed record CheckpointRecord : IArtifact
 {
     public static string Kind => "checkpoint";
+
+    /// <summary><see cref="Origin"/> of the control arm's models (spec.control): C_t beside M_t, same index t.</summary>
+    public const string ControlOrigin = "control";
+
+    /// <summary>True for M_t (the self-rewarding chain), false for the control arm's C_t.</summary>
+    public bool IsMain => Origin != ControlOrigin;
+
     public required string Id { get; init; }
     public required string RunId { get; init; }
     public required int Iteration { get; init; }
@@ -275,10 +282,11 @@ public sealed record CheckpointRecord : IArtifact
     /// <summary>Where the checkpoint store keeps it (directory path or "gridfs:ID").</summary>
     public required string Location { get; init; }
     public required IReadOnlyList<CheckpointFile> Files { get; init; }
-    /// <summary>"upload", "sft" or "dpo".</summary>
+    /// <summary>"upload", "init", "sft", "dpo", or "control" (the control arm's C_t, beside M_t).</summary>
     public string Origin { get; init; } = "upload";
     public DateTimeOffset? CreatedAt { get; init; }
-    string IArtifact.LogicalKey => $"checkpoint/{RunId}/{Iteration}";
+    /// <summary>One main model and at most one control model per index t.</summary>
+    string IArtifact.LogicalKey => Origin == ControlOrigin ? $"checkpoint/{RunId}/{Iteration}/control" : $"checkpoint/{RunId}/{Iteration}";
     string? IArtifact.ParentId => ParentCheckpointId;
     string? IArtifact.Tag => Origin;
 }

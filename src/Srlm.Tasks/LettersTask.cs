@@ -8,12 +8,12 @@ namespace Srlm.Tasks;
 public sealed record LettersOptions
 {
     /// <summary>How many letters the instruction offers (drawn uniformly in this range).</summary>
-    public int SetSizeMin { get; init; } = 6;
-    public int SetSizeMax { get; init; } = 8;
+    public int SetSizeMin { get; init; } = 8;
+    public int SetSizeMax { get; init; } = 12;
 
     /// <summary>How many letters the answer must have (drawn uniformly in this range).</summary>
-    public int LengthMin { get; init; } = 4;
-    public int LengthMax { get; init; } = 6;
+    public int LengthMin { get; init; } = 5;
+    public int LengthMax { get; init; } = 8;
 }
 
 /// <summary>
@@ -31,31 +31,33 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
 
     public string Summary => "pick N offered letters in alphabetical order with given first and last letters (tiny demo)";
 
-    public SeedSizes DefaultSizes => new() { Ift = 3000, Eft = 1800, Prompts = 2000, Dev = 200, Test = 1000, JudgeEval = 200 };
+    public SeedSizes DefaultSizes => new() { Ift = 1000, Eft = 6000, Prompts = 2000, Dev = 200, Test = 1000, JudgeEval = 200 };
 
+    // Short on purpose: a tiny model pays for every token of the template in every judge prompt, and the
+    // EFT judgements (one clause per point, with the running total) are what teach the rubric.
     public string JudgeTemplate =>
         """
-        Score the response with an additive rubric: add 1 point for each that holds. It
-        1. uses only the offered letters;
-        2. starts with the asked first letter;
-        3. ends with the asked last letter;
-        4. has exactly the asked number of letters;
-        5. has each letter later in the alphabet than the one before.
+        Add 1 point each: offered letters only, asked first letter, asked last letter, asked length, alphabetical order.
         Instruction: {instruction}
         Response: {response}
-        Check the points in order with a running total, then end with "Score: <0-5>".
+        Check each point with a running total, then end with "Score: <0-5>".
         """;
 
     /// <summary>The parsed instruction: offered letters (as written), length, first and last letter.</summary>
     public readonly record struct Spec(string Letters, int Length, char First, char Last);
 
-    public static string Format(Spec s) => $"Pick {s.Length} letters from {s.Letters} in alphabetical order, from {s.First} to {s.Last}.";
+    /// <summary>Letters are written one by one, separated by spaces ("a c f k m p t"), in instructions and
+    /// answers alike: a word-level tokenizer then keeps one letter per token, which is what the task is about.</summary>
+    public static string Format(Spec s) => $"Pick {s.Length} letters from {Spaced(s.Letters)} in alphabetical order, from {s.First} to {s.Last}.";
+
+    /// <summary>"cfkmt" -> "c f k m t".</summary>
+    public static string Spaced(string letters) => string.Join(' ', letters.ToCharArray());
 
     public static Spec? Parse(string instruction)
     {
         var m = InstructionPattern().Match(instruction.Trim());
         if (!m.Success) return null;
-        return new Spec(m.Groups[2].Value, int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m.Groups[3].Value[0], m.Groups[4].Value[0]);
+        return new Spec(m.Groups[2].Value.Replace(" ", "", StringComparison.Ordinal), int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m.Groups[3].Value[0], m.Groups[4].Value[0]);
     }
 
     public string NewInstruction(TaskRng rng)
@@ -87,15 +89,17 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
             throw new ArgumentException($"letters instruction has no answer: {instruction}", nameof(instruction));
         rng.Shuffle(between);
         var middle = between.Take(s.Length - 2).Order();
-        return s.First + new string(middle.ToArray()) + s.Last;
+        return Spaced(s.First + new string(middle.ToArray()) + s.Last);
     }
 
     public Grade? Check(string instruction, string response) =>
         Parse(instruction) is { } s ? Grade(s, response) : null;
 
+    /// <summary>Grades the letters of <paramref name="response"/>; whitespace between letters does not count
+    /// ("c f k m t" and "cfkmt" are the same answer).</summary>
     public static Grade Grade(Spec s, string response)
     {
-        var r = response.Trim();
+        var r = WhiteSpace().Replace(response, "");
         var allowed = s.Letters.ToHashSet();
         var criteria = new List<Criterion>(5);
 
@@ -125,7 +129,10 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
             ? new("order", true, "order ok")
             : new("order", false, r.Length == 0 ? "order none" : $"order breaks at {Show(r[broken])}"));
 
-        return Rubric.Grade(criteria);
+        // The workings number the response's letters ("a1 d2 g3 ..."): the judge then reads the length off the
+        // last number and compares neighbours side by side instead of counting in its head.
+        var numbered = r.Length == 0 ? "none" : string.Join(' ', r.Select((c, i) => $"{c}{i + 1}"));
+        return Rubric.Grade(criteria, numbered);
     }
 
     public string AnswerWithScore(string instruction, int score, TaskRng rng)
@@ -135,10 +142,18 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
         return Rubric.Sample(score, r => Grade(s, r).Score, rng, instruction, () =>
         {
             if (rng.Chance(0.15)) return RandomWord(rng, s);
-            var w = new StringBuilder(Solve(instruction, rng));
+            // Near misses, the commonest slip of a model that has learnt the format: a clean run with the right
+            // ends but a letter or two too many or too few, sometimes with one more slip on top.
+            if (rng.Chance(0.4) && NearMiss(s, rng) is { } near)
+            {
+                var n = new StringBuilder(near);
+                if (rng.Chance(0.3)) Edit(n, s, rng);
+                return Spaced(n.ToString());
+            }
+            var w = new StringBuilder(Solve(instruction, rng).Replace(" ", "", StringComparison.Ordinal));
             int edits = rng.Between(1, 4);
             for (int e = 0; e < edits; e++) Edit(w, s, rng);
-            return w.ToString();
+            return Spaced(w.ToString());
         });
     }
 
@@ -162,6 +177,18 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
         }
     }
 
+    /// <summary>Offered letters in order from the asked first to the asked last, but 1 or 2 more or fewer than
+    /// asked; null when the instruction leaves no room for that.</summary>
+    private static string? NearMiss(Spec s, TaskRng rng)
+    {
+        var between = s.Letters.Distinct().Where(c => c > s.First && c < s.Last).Order().ToList();
+        var options = new[] { -2, -1, 1, 2 }.Where(d => s.Length - 2 + d >= 0 && s.Length - 2 + d <= between.Count).ToList();
+        if (options.Count == 0) return null;
+        int middle = s.Length - 2 + rng.Pick(options);
+        rng.Shuffle(between);
+        return s.First + new string(between.Take(middle).Order().ToArray()) + s.Last;
+    }
+
     private static char Foreign(Spec s, TaskRng rng)
     {
         var others = "abcdefghijklmnopqrstuvwxyz".Where(c => !s.Letters.Contains(c)).ToArray();
@@ -173,7 +200,7 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
         int n = rng.Between(1, s.Length + 3);
         var sb = new StringBuilder(n);
         for (int i = 0; i < n; i++) sb.Append(rng.Chance(0.5) ? rng.Pick(s.Letters.ToCharArray()) : (char)('a' + rng.Next(26)));
-        return sb.ToString();
+        return Spaced(sb.ToString());
     }
 
     private static string Show(char c) => char.IsWhiteSpace(c) ? "space" : c.ToString();
@@ -187,6 +214,9 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
         return o;
     }
 
-    [GeneratedRegex(@"^Pick (\d{1,2}) letters from ([a-z]{1,26}) in alphabetical order, from ([a-z]) to ([a-z])\.$")]
+    [GeneratedRegex(@"^Pick (\d{1,2}) letters from ([a-z](?: [a-z]){0,25}) in alphabetical order, from ([a-z]) to ([a-z])\.$")]
     private static partial Regex InstructionPattern();
+
+    [GeneratedRegex(@"\s+")]
+    private static partial Regex WhiteSpace();
 }

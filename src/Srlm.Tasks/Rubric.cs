@@ -7,7 +7,9 @@ public static class Rubric
 
     /// <summary>One point per met criterion; the judgement lists each criterion's evidence with the running
     /// total after it, then "Score: k" on its own line (the form the judge parser and SEED_FORMATS.md expect).</summary>
-    public static Grade Grade(IReadOnlyList<Criterion> criteria)
+    /// <param name="workings">Optional notes written before the clauses (e.g. the response's letters numbered one by
+    /// one, so that its length is read off instead of counted); followed by ": ".</param>
+    public static Grade Grade(IReadOnlyList<Criterion> criteria, string? workings = null)
     {
         if (criteria.Count != MaxScore) throw new ArgumentException($"a rubric has {MaxScore} criteria, got {criteria.Count}");
         int total = 0;
@@ -17,7 +19,8 @@ public static class Rubric
             if (c.Met) total++;
             clauses.Add($"{c.Evidence} {total}");
         }
-        return new Grade(total == MaxScore, total, criteria, $"{string.Join(", ", clauses)}.\nScore: {total}");
+        var prefix = string.IsNullOrEmpty(workings) ? "" : workings + ": ";
+        return new Grade(total == MaxScore, total, criteria, $"{prefix}{string.Join(", ", clauses)}.\nScore: {total}");
     }
 
     /// <summary>Draws proposals until one grades exactly <paramref name="score"/> (rejection sampling on one

@@ -224,4 +224,4 @@ public sealed class IterationStartedConsumerDefinition() : SrlmConsumerDefinitio
 public sealed class GeneratePromptsConsumerDefinition() : SrlmConsumerDefinition<GeneratePromptsConsumer>(concurrentMessageLimit: 2);
 
 /// <summary>Several prompts at once: the model executor batches their sequences.</summary>
-public sealed class GenerateResponsesConsumerDefinition() : SrlmConsumerDefinition<GenerateResponsesConsumer>(concurrentMessageLimit: 4);
+public sealed class GenerateResponsesConsumerDefinition() : SrlmConsumerDefinition<GenerateResponsesConsumer>(concurrentMessageLimit: 8);

@@ -80,4 +80,4 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
 }
 
 /// <summary>Judge policy: several candidates at once per replica (the model executor batches them).</summary>
-public sealed class JudgeCandidateConsumerDefinition() : SrlmConsumerDefinition<JudgeCandidateConsumer>(concurrentMessageLimit: 8);
+public sealed class JudgeCandidateConsumerDefinition() : SrlmConsumerDefinition<JudgeCandidateConsumer>(concurrentMessageLimit: 16);

@@ -47,7 +47,7 @@ public sealed class TrainingStatus
 /// IterationStarted(t+1) or RunCompleted, and completes the job. If it dies at any point, the next claim
 /// continues from the stored facts: a stored output checkpoint is never trained again.</summary>
 public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStore checkpoints, RunSpecCache specs, ITrainingJobRunner runner,
-    IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ILogger<TrainingWorker> log) : BackgroundService
+    IModelProvider models, IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ILogger<TrainingWorker> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -93,31 +93,8 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             Directory.CreateDirectory(stateDir);
             var inputDir = await checkpoints.MaterializeAsync(inputId, null, stoppingToken);
             var input = await BuildInputAsync(job, spec, inputDir, stateDir, stoppingToken);
-
-            using var jobCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-            var rows = new ConcurrentQueue<TrainingRow>();
-            int lastStep = (int)job.Step, total = 0;
-            var progress = new SyncProgress(r =>
-            {
-                rows.Enqueue(r);
-                lastStep = r.Step; total = r.TotalSteps;
-                status.Report(job.Id, r.Step, r.TotalSteps);
-            });
-            var training = runner.RunAsync(input, progress, jobCts.Token);
-            while (!training.IsCompleted)
-            {
-                await Task.WhenAny(training, Task.Delay(options.HeartbeatInterval, stoppingToken));
-                await FlushMetricsAsync(job, rows, stoppingToken);
-                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, lastStep, stateDir, stoppingToken))
-                {
-                    LogLost(log, job.RunId, job.Id);
-                    await jobCts.CancelAsync();
-                    try { await training; } catch (OperationCanceledException) { }
-                    return;
-                }
-            }
-            var result = await training;
-            await FlushMetricsAsync(job, rows, stoppingToken);
+            var result = await TrainAsync(job, input, Prefix(job), stateDir, stoppingToken);
+            if (result is null) return;
             var put = await checkpoints.PutAsync(outputId, result.OutputDirectory, stoppingToken);
             await store.PutAsync(new CheckpointRecord
             {
@@ -132,6 +109,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             ], stoppingToken);
             LogTrained(log, job.RunId, job.Id, result.Steps, outputId);
         }
+        if (job.Kind == JobKind.Dpo && spec.Control is not null && !await TrainControlAsync(job, spec, stoppingToken)) return;
 
         // Hand-off (repeated after a crash between these lines: the consumers are idempotent).
         await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, stoppingToken);
@@ -144,6 +122,103 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             await bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, stoppingToken);
         }
         await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+    }
+
+    /// <summary>Trains one model through the runner with heartbeats and metrics (named PREFIX/...); null when
+    /// another worker took the job over (this one stops).</summary>
+    private async Task<TrainingJobResult?> TrainAsync(JobRecord job, TrainingJobInput input, string prefix, string stateDir, CancellationToken stoppingToken)
+    {
+        using var jobCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var rows = new ConcurrentQueue<TrainingRow>();
+        int lastStep = (int)job.Step;
+        var progress = new SyncProgress(r =>
+        {
+            rows.Enqueue(r);
+            lastStep = r.Step;
+            status.Report(input.JobId, r.Step, r.TotalSteps);
+        });
+        var training = runner.RunAsync(input, progress, jobCts.Token);
+        while (!training.IsCompleted)
+        {
+            await Task.WhenAny(training, Task.Delay(options.HeartbeatInterval, stoppingToken));
+            await FlushMetricsAsync(job, rows, prefix, stoppingToken);
+            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, lastStep, stateDir, stoppingToken))
+            {
+                LogLost(log, job.RunId, job.Id);
+                await jobCts.CancelAsync();
+                try { await training; } catch (OperationCanceledException) { }
+                return null;
+            }
+        }
+        var result = await training;
+        await FlushMetricsAsync(job, rows, prefix, stoppingToken);
+        return result;
+    }
+
+    /// <summary>The control arm of iteration t (spec.control): C_t (C1 = M1) samples N candidates for each
+    /// prompt the main arm paired, exactly as the generator samples (same settings, seeds of their own); two
+    /// distinct candidates per prompt become a pair whose order a seeded coin decides; DPO with the main arm's
+    /// options makes C_{t+1}, which is stored (origin "control") and announced for evaluation. Returns false
+    /// when another worker took the job over. A stored C_{t+1} is never trained again.</summary>
+    private async Task<bool> TrainControlAsync(JobRecord job, RunSpec spec, CancellationToken ct)
+    {
+        int t = job.Iteration;
+        var outputId = Ids.ControlCheckpoint(job.RunId, t);
+        var inputId = t == 1 ? job.InputCheckpointId! : Ids.ControlCheckpoint(job.RunId, t - 1);
+        if (await store.GetAsync<CheckpointRecord>(outputId, ct) is null)
+        {
+            if (await store.GetAsync<CheckpointRecord>(inputId, ct) is null)
+                throw new InvalidOperationException($"control arm of iteration {t}: its starting checkpoint {inputId} is not stored");
+            var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
+            var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
+            var prompts = (await store.GetManyAsync<PromptRecord>(mainPairs.Select(p => p.PromptId).Distinct(StringComparer.Ordinal), ct))
+                .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
+            var model = await models.GetAsync(inputId, ct);
+            int n = spec.Responses.N;
+            var s = spec.Responses.Sampling;
+            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => new Judge.GenerationRequest(p.Text,
+                Ids.Seed(spec.Seed, "control-candidate", RecordIds.SeedKey(job.RunId, Ids.Candidate(p.Id, i))), s.Temperature, s.TopP, s.MaxNewTokens))).ToList();
+            var texts = await model.GenerateAsync(requests, ct);
+            var pairs = new List<TextPair>();
+            for (int p = 0; p < prompts.Count; p++)
+            {
+                var distinct = texts.Skip(p * n).Take(n).Select(r => r.Text.Trim()).Where(x => x.Length > 0).Distinct(StringComparer.Ordinal).ToList();
+                if (distinct.Count < 2) continue;
+                var rng = new Srlm.Training.DeterministicRandom((ulong)Ids.Seed(spec.Seed, "control-pair", RecordIds.SeedKey(job.RunId, prompts[p].Id)));
+                int a = rng.Next(distinct.Count), b = (a + 1 + rng.Next(distinct.Count - 1)) % distinct.Count;
+                pairs.Add(new TextPair($"{prompts[p].Id}/control-pair", prompts[p].Text, distinct[a], distinct[b]));
+            }
+            LogControl(log, job.RunId, t, inputId, pairs.Count, mainPairs.Count);
+
+            var stateDir = Path.Combine(options.JobsDirectory, Safe(job.Id) + "-control");
+            Directory.CreateDirectory(stateDir);
+            var inputDir = await checkpoints.MaterializeAsync(inputId, null, ct);
+            string outputDir = inputDir;
+            TrainingJobResult? result = null;
+            if (pairs.Count > 0)
+            {
+                result = await TrainAsync(job, new TrainingJobInput
+                {
+                    JobId = job.Id + "/control", Kind = JobKind.Dpo, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
+                    OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id + "/control")),
+                    DatasetId = job.DatasetId + "/control", Dpo = pairs,
+                }, "control", stateDir, ct);
+                if (result is null) return false;
+                outputDir = result.OutputDirectory;
+            }
+            var put = await checkpoints.PutAsync(outputId, outputDir, ct);
+            await store.PutAsync(new CheckpointRecord
+            {
+                Id = outputId, RunId = job.RunId, Iteration = t + 1, ParentCheckpointId = inputId, DatasetId = job.DatasetId + "/control",
+                JobId = job.Id, Location = put.Manifest.Location, Files = put.Manifest.Files, Origin = CheckpointRecord.ControlOrigin,
+            }, ct);
+            await store.PutMetricsAsync([
+                new MetricRecord(job.RunId, t, result?.Steps ?? 0, "control/steps", result?.Steps ?? 0),
+                new MetricRecord(job.RunId, t, result?.Steps ?? 0, "control/pairs", pairs.Count),
+            ], ct);
+        }
+        await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = t, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, ct);
+        return true;
     }
 
     private async Task<TrainingJobInput> BuildInputAsync(JobRecord job, RunSpec spec, string inputDir, string stateDir, CancellationToken ct)
@@ -187,12 +262,12 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
             : throw new Srlm.Messaging.Bus.PermanentMessageException($"spec.{field} line {line}: missing string \"{name}\"");
 
-    private async Task FlushMetricsAsync(JobRecord job, ConcurrentQueue<TrainingRow> rows, CancellationToken ct)
+    private async Task FlushMetricsAsync(JobRecord job, ConcurrentQueue<TrainingRow> rows, string prefix, CancellationToken ct)
     {
         var batch = new List<MetricRecord>();
         while (rows.TryDequeue(out var r))
             foreach (var (name, value) in r.Metrics)
-                if (double.IsFinite(value)) batch.Add(new MetricRecord(job.RunId, job.Iteration, r.Step, $"{Prefix(job)}/{name}", value));
+                if (double.IsFinite(value)) batch.Add(new MetricRecord(job.RunId, job.Iteration, r.Step, $"{prefix}/{name}", value));
         if (batch.Count > 0) await store.PutMetricsAsync(batch, ct);
     }
 
@@ -217,6 +292,9 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     [LoggerMessage(EventId = 6013, Level = LogLevel.Error, Message = "run {RunId}: job {JobId} failed: {Reason}")]
     private static partial void LogJobFailed(ILogger logger, string runId, string jobId, string reason, Exception e);
+
+    [LoggerMessage(EventId = 6015, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: control arm from {CheckpointId}: {Pairs} random pairs (main arm {MainPairs})")]
+    private static partial void LogControl(ILogger logger, string runId, int iteration, string checkpointId, int pairs, int mainPairs);
 
     [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "looking for training jobs failed: {Reason}")]
     private static partial void LogPollFailed(ILogger logger, string reason);

@@ -21,6 +21,18 @@ public sealed class SeedCommand : ICommand
         var name = a.Required("--task");
         var family = TaskFamilies.Find(name)
             ?? throw new UsageException($"unknown task '{name}' (known: {string.Join(", ", TaskFamilies.All.Select(f => f.Name))})");
+        // The letters family's difficulty dial: --letters-set MIN-MAX offered letters, --letters-length MIN-MAX.
+        var setRange = a.Get("--letters-set");
+        var lengthRange = a.Get("--letters-length");
+        if (setRange is not null || lengthRange is not null)
+        {
+            if (family is not LettersTask) throw new UsageException("--letters-set and --letters-length apply to --task letters only");
+            var def = new LettersOptions();
+            var (s0, s1) = Range("--letters-set", setRange, def.SetSizeMin, def.SetSizeMax);
+            var (l0, l1) = Range("--letters-length", lengthRange, def.LengthMin, def.LengthMax);
+            try { family = new LettersTask(new LettersOptions { SetSizeMin = s0, SetSizeMax = s1, LengthMin = l0, LengthMax = l1 }); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+        }
         var outDir = a.Required("--out");
         var seed = a.Int("--seed", 1);
         var d = family.DefaultSizes;
@@ -48,5 +60,14 @@ public sealed class SeedCommand : ICommand
             Console.WriteLine($"{Path.Combine(outDir, file),-48} {records,6} records  sha256 {sha[..12]}");
         Console.WriteLine($"task {family.Name}, seed {seed}: held-out test split = test.jsonl + test_judge.jsonl (no stage may read them)");
         return Task.FromResult(0);
+    }
+
+    private static (int Min, int Max) Range(string option, string? text, int min, int max)
+    {
+        if (text is null) return (min, max);
+        var parts = text.Split('-');
+        if (parts.Length is 1 or 2 && parts.All(p => int.TryParse(p, out _)))
+            return (int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture), int.Parse(parts[^1], System.Globalization.CultureInfo.InvariantCulture));
+        throw new UsageException($"{option}: expected N or MIN-MAX, got '{text}'");
     }
 }

@@ -18,7 +18,8 @@ public static class InFlight
         var run = await store.GetRunAsync(runId, ct) ?? throw new UsageException($"run {runId} is not in {store.Location}");
         if (run.State is RunState.Failed or RunState.Cancelled) return 0;
         var spec = RunSpecJson.Parse(run.SpecJson);
-        var checkpoints = (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct)).ToDictionary(c => c.Iteration);
+        var all = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct);
+        var checkpoints = all.Where(c => c.IsMain).ToDictionary(c => c.Iteration);
         int sent = 0;
 
         async Task Send<TConsumer, T>(T message) where TConsumer : class, IConsumer where T : class
@@ -41,7 +42,7 @@ public static class InFlight
         }
 
         if (spec.Evaluation is not null)
-            foreach (var c in checkpoints.Values.Where(c => c.Iteration >= 1).OrderBy(c => c.Iteration))
+            foreach (var c in all.Where(c => c.Iteration >= 1).OrderBy(c => c.Iteration).ThenBy(c => c.IsMain ? 0 : 1))
                 if (await store.CountAsync<EvaluationRecord>(ArtifactQuery.OfParent(c.Id), ct) == 0)
                     await Send<EvaluateCheckpointConsumer, EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = runId, Iteration = c.Iteration - 1, CheckpointId = c.Id });
 

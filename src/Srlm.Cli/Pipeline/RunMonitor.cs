@@ -25,9 +25,12 @@ public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, st
         long checkpoints = await store.CountAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct);
         var job = training.Jobs.Where(j => j.Key.StartsWith(runId + "/", StringComparison.Ordinal)).OrderBy(j => j.Key, StringComparer.Ordinal).LastOrDefault().Value;
         bool done = run.State is RunState.Failed or RunState.Cancelled
-                    || (run.State == RunState.Completed && (spec.Evaluation is null || evaluations >= spec.Iterations + 1));
+                    || (run.State == RunState.Completed && (spec.Evaluation is null || evaluations >= ExpectedEvaluations(spec)));
         return new Snapshot(run, spec, iterations, evaluations, checkpoints, job.Step, job.Total, done);
     }
+
+    /// <summary>M1..M_{T+1}, and C2..C_{T+1} when the spec has a control arm (C1 is M1).</summary>
+    public static int ExpectedEvaluations(RunSpec spec) => spec.Iterations + 1 + (spec.Control is null ? 0 : spec.Iterations);
 
     public async Task WithStatusLinesAsync(TextWriter output, CancellationToken ct)
     {
@@ -91,7 +94,8 @@ public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, st
                     Set("judgments", pfx + "judgments", c?.Judgments ?? 0, promptsMax * spec.Responses.N * spec.Judge.Samples);
                     Set("pairs", pfx + "prompts settled", c?.Settled ?? 0, promptsMax);
                     Set("training", "training steps", s.TrainStep, Math.Max(1, s.TrainTotal));
-                    Set("models", "checkpoints M1.." + $"M{spec.Iterations + 1}", Math.Max(0, s.Checkpoints - 1), spec.Iterations + 1);
+                    int models = ExpectedEvaluations(spec);
+                    Set("models", spec.Control is null ? $"checkpoints M1..M{spec.Iterations + 1}" : $"checkpoints M1..M{spec.Iterations + 1}, C2..C{spec.Iterations + 1}", Math.Min(models, Math.Max(0, s.Checkpoints - 1)), models);
                     if (s.Done) return;
                     await Task.Delay(500, ct);
                 }

@@ -47,6 +47,7 @@ public sealed record ModelEntry
     [JsonPropertyName("judge_spearman")] public double? JudgeSpearman { get; init; }
     [JsonPropertyName("judge_kendall_tau")] public double? JudgeKendallTau { get; init; }
     [JsonPropertyName("control_accuracy")] public double? ControlAccuracy { get; init; }
+    [JsonPropertyName("control_judge_pairwise_accuracy")] public double? ControlJudgePairwiseAccuracy { get; init; }
     [JsonPropertyName("prompts")] public long? Prompts { get; init; }
     [JsonPropertyName("candidates")] public long? Candidates { get; init; }
     [JsonPropertyName("judgments")] public long? Judgments { get; init; }
@@ -74,7 +75,9 @@ public static class RunReportBuilder
     {
         var run = await store.GetRunAsync(runId, ct) ?? throw new UsageException($"run {runId} is not in {store.Location}");
         var spec = RunSpecJson.Parse(run.SpecJson);
-        var checkpoints = (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct)).ToDictionary(c => c.Iteration);
+        var allCheckpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct);
+        var checkpoints = allCheckpoints.Where(c => c.IsMain).ToDictionary(c => c.Iteration);
+        var controls = allCheckpoints.Where(c => !c.IsMain).ToDictionary(c => c.Iteration);
         var statuses = (await store.GetRunStatusAsync(runId, ct)).ToDictionary(s => s.Iteration);
         var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId), ct);
         var metrics = await store.ListMetricsAsync(runId, null, null, ct);
@@ -88,11 +91,16 @@ public static class RunReportBuilder
             if (!checkpoints.TryGetValue(t, out var ckpt)) break;
             var eval = evaluations.FirstOrDefault(e => e.CheckpointId == ckpt.Id)?.Metrics;
             double? M(string name) => eval is not null && eval.TryGetValue(name, out var v) ? v : null;
+            // C1 is M1 itself; C_t (t > 1) is the control arm's checkpoint of the same index.
+            var controlId = spec.Control is null ? null : t == 1 ? ckpt.Id : controls.GetValueOrDefault(t)?.Id;
+            var controlEval = controlId is null ? null : evaluations.FirstOrDefault(e => e.CheckpointId == controlId)?.Metrics;
             var entry = new ModelEntry
             {
                 Model = $"M{t}", Iteration = t, Checkpoint = ckpt.Location, CheckpointId = ckpt.Id,
                 Accuracy = M("accuracy"), JudgePairwiseAccuracy = M("judge_pairwise_accuracy"), JudgeSpearman = M("judge_spearman"),
-                JudgeKendallTau = M("judge_kendall_tau"), ControlAccuracy = M("control_accuracy"),
+                JudgeKendallTau = M("judge_kendall_tau"),
+                ControlAccuracy = controlEval is not null && controlEval.TryGetValue("accuracy", out var ca) ? ca : null,
+                ControlJudgePairwiseAccuracy = controlEval is not null && controlEval.TryGetValue("judge_pairwise_accuracy", out var cj) ? cj : null,
             };
             if (t <= spec.Iterations && statuses.TryGetValue(t, out var s))
             {

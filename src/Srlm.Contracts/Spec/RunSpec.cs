@@ -37,6 +37,20 @@ public sealed record RunSpec
 
     /// <summary>Held-out evaluation of every checkpoint; null = no evaluation.</summary>
     public EvaluationSpec? Evaluation { get; init; }
+
+    /// <summary>A matched-compute control chain C1 = M1, C2, ... trained beside the main one; null = none.</summary>
+    public ControlSpec? Control { get; init; }
+}
+
+/// <summary>The control arm: for iteration t, C_t samples candidates for the prompts the main arm paired (same
+/// sampling settings), two distinct candidates per prompt are paired with a seeded coin deciding which is
+/// "chosen" (the judge is ignored), and C_t is trained with DPO exactly like M_t (same options, reference
+/// C_t) into C_{t+1}. Every C_t is evaluated like M_t; the report's control_accuracy is C_t's accuracy. What
+/// the main arm gains over the control is the judge's doing, not more training or DPO's own sharpening.</summary>
+public sealed record ControlSpec
+{
+    /// <summary>"random_pairs" (the only kind so far).</summary>
+    public string Kind { get; init; } = "random_pairs";
 }
 
 /// <summary>Where the models come from. Exactly one of Base (M0, SFT'd to M1 inside the run), Init (a new

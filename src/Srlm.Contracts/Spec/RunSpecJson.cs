@@ -198,6 +198,11 @@ public static class RunSpecValidator
             if (spec.Training.Dpo is { } d) Check(d.Beta > 0, "training.dpo.beta", "must be > 0");
         }
 
+        if (spec.Control is { } control)
+        {
+            Check(control.Kind == "random_pairs", "control.kind", "must be \"random_pairs\"");
+            Check(spec.Evaluation is not null, "control", "needs an evaluation section (the control arm is measured by it)");
+        }
         if (spec.Evaluation is { } e)
         {
             Check(!string.IsNullOrWhiteSpace(e.HeldOut), "evaluation.held_out", "required when an evaluation section is given");

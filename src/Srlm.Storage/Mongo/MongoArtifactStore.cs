@@ -406,7 +406,7 @@ public sealed class MongoArtifactStore : IArtifactStore
         var settled = await CountSettledPromptsAsync(runId, iteration, ct);
         var finalSet = (await ListAsync<PromptSetFinalRecord>(ArtifactQuery.OfRun(runId, iteration), ct)).FirstOrDefault();
         var start = (await ListAsync<IterationRecord>(ArtifactQuery.OfRun(runId, iteration), ct)).FirstOrDefault();
-        var output = (await ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId, iteration + 1), ct)).FirstOrDefault();
+        var output = (await ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId, iteration + 1), ct)).FirstOrDefault(c => c.IsMain);
         return StatusMath.Build(runId, iteration, counts, duplicates, settled, finalSet, start, output);
     }
 

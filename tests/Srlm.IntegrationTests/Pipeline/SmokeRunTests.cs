@@ -38,6 +38,9 @@ public sealed class SmokeRunTests(SmokeRunFixture run, ITestOutputHelper output)
         Assert.Equal(0, report.Leakage);
         Assert.Equal(0, report.Duplicates);
         Assert.All(report.Iterations, e => Assert.NotNull(e.Accuracy));
+        // The control chain: C1 is M1 itself, C2 and C3 were trained and evaluated beside M2 and M3.
+        Assert.All(report.Iterations, e => Assert.NotNull(e.ControlAccuracy));
+        Assert.Equal(report.Iterations[0].Accuracy, report.Iterations[0].ControlAccuracy);
     }
 
     [Fact]
@@ -66,7 +69,9 @@ public sealed class SmokeRunTests(SmokeRunFixture run, ITestOutputHelper output)
     {
         await using var store = await SqliteArtifactStore.OpenAsync(Path.Combine(run.Result.Directory, PipelineHost.StoreFile));
         var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(run.Result.RunId));
-        Assert.Equal([1, 2, 3], checkpoints.Select(c => c.Iteration).Order());
+        Assert.Equal([1, 2, 3], checkpoints.Where(c => c.IsMain).Select(c => c.Iteration).Order());
+        Assert.Equal([2, 3], checkpoints.Where(c => !c.IsMain).Select(c => c.Iteration).Order());
+        Assert.All(checkpoints.Where(c => !c.IsMain), c => Assert.Equal(CheckpointRecord.ControlOrigin, c.Origin));
         var hashes = new HashSet<string>();
         foreach (var c in checkpoints)
         {
@@ -76,6 +81,6 @@ public sealed class SmokeRunTests(SmokeRunFixture run, ITestOutputHelper output)
             Assert.Equal(4, outputs[0].TokenIds.Length);
             hashes.Add(c.Files.Single(f => f.Path.EndsWith(".safetensors", StringComparison.Ordinal)).Sha256);
         }
-        Assert.Equal(3, hashes.Count); // every DPO round changed the weights
+        Assert.Equal(5, hashes.Count); // every DPO round (main and control) changed the weights
     }
 }

@@ -32,6 +32,40 @@ public class ServingTests
     }
 
     [Fact]
+    public async Task Concurrent_generation_calls_with_the_same_settings_run_as_one_batch_with_unchanged_texts()
+    {
+        var dir = SaveCharModel(22);
+        using var served = await ServedModel.LoadAsync("m22", dir);
+        var sampled = new SamplingOptions { MaxNewTokens = 8, Temperature = 0.9, TopP = 0.95 };
+        var greedy = SamplingOptions.Greedy(6);
+        var prompts = new[] { "hello", "hi there", "a", "bye bye bye" };
+        // Each call alone first: the reference texts.
+        var alone = new List<int[]>();
+        for (int i = 0; i < prompts.Length; i++)
+            alone.Add((await served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode(prompts[i], addBos: true), [(ulong)i, (ulong)i + 100])], sampled))
+                .SelectMany(g => g.TokenIds.Append(-1)).ToArray());
+        long before = served.GenerationBatches;
+
+        // Hold the model thread so that every call below is waiting when it is released.
+        var gate = new ManualResetEventSlim();
+        var blocker = served.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
+        var calls = prompts.Select((p, i) => served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode(p, addBos: true), [(ulong)i, (ulong)i + 100])], sampled)).ToList();
+        var other = served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode("hello", addBos: true), 7UL)], greedy);
+        gate.Set();
+        await blocker;
+        var merged = await Task.WhenAll(calls);
+        await other;
+
+        Assert.Equal(2, served.GenerationBatches - before); // four sampled calls merged into one batch, the greedy call apart
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal([0, 1], merged[i].Select(g => g.SampleIndex));
+            Assert.All(merged[i], g => Assert.Equal(0, g.RequestIndex));
+            Assert.Equal(alone[i], merged[i].SelectMany(g => g.TokenIds.Append(-1)).ToArray());
+        }
+    }
+
+    [Fact]
     public async Task Executor_propagates_exceptions_to_the_awaiting_caller()
     {
         using var ex = new ModelExecutor("t");

@@ -4,7 +4,7 @@ namespace Srlm.Tests.Tasks;
 
 public class CheckerTests
 {
-    private const string Letters = "Pick 5 letters from acfkmpt in alphabetical order, from c to t.";
+    private const string Letters = "Pick 5 letters from a c f k m p t in alphabetical order, from c to t.";
     private readonly LettersTask _letters = new();
     private readonly AdditionTask _addition = new();
 
@@ -13,6 +13,8 @@ public class CheckerTests
     [InlineData("ckmpt")]
     [InlineData("cfkpt")]
     [InlineData("  cfmpt\n")]
+    [InlineData("c f k m t")] // the written form: whitespace between letters does not count
+    [InlineData("c k m p t")]
     public void Letters_checker_accepts_right_answers(string answer)
     {
         var g = _letters.CheckKnown(Letters, answer);
@@ -28,7 +30,7 @@ public class CheckerTests
     [InlineData("cfkqt", 4, "letter q not allowed")] // a letter that was not offered
     [InlineData("tfkmc", 2, "first t not c")]        // reversed ends
     [InlineData("CFKMT", 2, "letter C not allowed")] // capitals are not the offered letters
-    [InlineData("c f t", 3, "letter space not allowed")]
+    [InlineData("c f t", 4, "length 3 not 5")]
     [InlineData("I do not know", 0, "first I not c")]
     public void Letters_checker_rejects_wrong_answers_with_the_rubric_score(string answer, int score, string evidence)
     {
@@ -44,11 +46,12 @@ public class CheckerTests
     public void Letters_judgement_lists_each_criterion_with_a_running_total()
     {
         var g = _letters.CheckKnown(Letters, "cfkm");
-        Assert.Equal("letters ok 1, first c ok 2, last m not t 2, length 4 not 5 2, order ok 3.\nScore: 3", g.Judgement);
+        Assert.Equal("c1 f2 k3 m4: letters ok 1, first c ok 2, last m not t 2, length 4 not 5 2, order ok 3.\nScore: 3", g.Judgement);
     }
 
     [Theory]
-    [InlineData("Pick five letters from acfkmpt in alphabetical order, from c to t.")]
+    [InlineData("Pick five letters from a c f k m p t in alphabetical order, from c to t.")]
+    [InlineData("Pick 5 letters from a c f k m p tt in alphabetical order, from c to t.")]
     [InlineData("What is 12 + 30?")]
     [InlineData("write a poem")]
     public void Letters_checker_returns_null_for_instructions_of_another_family(string instruction) =>
