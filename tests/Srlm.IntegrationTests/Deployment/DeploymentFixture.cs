@@ -47,12 +47,24 @@ public sealed class DeploymentFixture : IAsyncLifetime
     {
         var bus = BusOptions.Parse(srlmBus);
         var timeout = TimeSpan.FromSeconds(60);
+        if (!await AnswersAsync(node.AmqpPort)) await node.StartAgainAsync(); // an earlier test failed with the node stopped
         await node.CtlAsync(timeout, "delete_vhost", bus.VirtualHost); // fails harmlessly when absent
         await Ctl(node, timeout, "add_vhost", bus.VirtualHost);
         var (rc, output) = await node.CtlAsync(timeout, "add_user", bus.Username, bus.Password);
         if (rc != 0 && !output.Contains("already exists", StringComparison.OrdinalIgnoreCase))
             throw new InvalidOperationException($"rabbitmqctl add_user {bus.Username} failed ({rc}): {output.Replace(bus.Password, "***", StringComparison.Ordinal)}");
         await Ctl(node, timeout, "set_permissions", "-p", bus.VirtualHost, bus.Username, ".*", ".*", ".*");
+    }
+
+    private static async Task<bool> AnswersAsync(int port)
+    {
+        try
+        {
+            using var c = new System.Net.Sockets.TcpClient();
+            await c.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            return true;
+        }
+        catch (System.Net.Sockets.SocketException) { return false; }
     }
 
     private static async Task Ctl(PrivateRabbitMqNode node, TimeSpan timeout, params string[] args)
