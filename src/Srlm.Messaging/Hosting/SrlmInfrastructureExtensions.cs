@@ -71,7 +71,7 @@ public static class SrlmInfrastructureExtensions
     /// <summary>OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: over gRPC (the default) it is used as is, over
     /// http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL) each signal goes to BASE/v1/traces or BASE/v1/metrics. An
     /// Endpoint set in code turns the SDK's own appending off, so the path is added here.</summary>
-    internal static void SetOtlpEndpoint(OpenTelemetry.Exporter.OtlpExporterOptions o, Uri endpoint, string signal) =>
+    public static void SetOtlpEndpoint(OpenTelemetry.Exporter.OtlpExporterOptions o, Uri endpoint, string signal) =>
         o.Endpoint = o.Protocol == OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf
             ? new Uri(endpoint.AbsoluteUri.TrimEnd('/') + "/v1/" + signal)
             : endpoint;
