@@ -81,7 +81,9 @@ public sealed class ComposeStackTests(ITestOutputHelper output)
             string last = "";
             bool AllHealthy()
             {
-                var ids = Compose(envFile, project, TimeSpan.FromMinutes(1), "ps", "-q").Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                // stdout only: docker-compose 1.29 prints warnings on stderr.
+                var ids = ComposeConfig.Exec(envFile, Files, TimeSpan.FromMinutes(1), "-p", project, "ps", "-q").Stdout
+                    .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                 var psi = new ProcessStartInfo("docker") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
                 foreach (var a in new[] { "inspect", "-f", "{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}" }.Concat(ids)) psi.ArgumentList.Add(a);
                 using var p = Process.Start(psi)!;
