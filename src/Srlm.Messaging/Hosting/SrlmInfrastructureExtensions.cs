@@ -62,11 +62,19 @@ public static class SrlmInfrastructureExtensions
         {
             services.AddOpenTelemetry()
                 .ConfigureResource(r => r.AddService("srlm-" + options.ServiceName))
-                .WithTracing(t => t.AddSource("MassTransit").AddOtlpExporter(o => o.Endpoint = options.OtlpEndpoint))
-                .WithMetrics(m => m.AddMeter("MassTransit").AddOtlpExporter(o => o.Endpoint = options.OtlpEndpoint));
+                .WithTracing(t => t.AddSource("MassTransit").AddOtlpExporter(o => SetOtlpEndpoint(o, options.OtlpEndpoint, "traces")))
+                .WithMetrics(m => m.AddMeter("MassTransit").AddOtlpExporter(o => SetOtlpEndpoint(o, options.OtlpEndpoint, "metrics")));
         }
         return services;
     }
+
+    /// <summary>OTEL_EXPORTER_OTLP_ENDPOINT is a base URL: over gRPC (the default) it is used as is, over
+    /// http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL) each signal goes to BASE/v1/traces or BASE/v1/metrics. An
+    /// Endpoint set in code turns the SDK's own appending off, so the path is added here.</summary>
+    public static void SetOtlpEndpoint(OpenTelemetry.Exporter.OtlpExporterOptions o, Uri endpoint, string signal) =>
+        o.Endpoint = o.Protocol == OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf
+            ? new Uri(endpoint.AbsoluteUri.TrimEnd('/') + "/v1/" + signal)
+            : endpoint;
 
     /// <summary>Opens the stores named by SRLM_STORE / SRLM_CHECKPOINTS (any failure is one configuration line).</summary>
     public static StoreSet OpenStores(IConfiguration configuration, string? defaultStore = null)

@@ -162,6 +162,9 @@ public sealed class ServiceHarness : IAsyncDisposable
     public Dictionary<string, string> Environment { get; }
     public IReadOnlyList<ServiceProcess> Processes => _processes;
 
+    /// <summary>The srlm.dll that <see cref="CliAsync"/> runs (null: <see cref="ServiceBinaries.CliDll"/>), e.g. a published copy.</summary>
+    public string? CliDll { get; set; }
+
     /// <summary>Starts one more process of a service (`judge` twice gives two competing replicas).</summary>
     public ServiceProcess Start(string service, IReadOnlyDictionary<string, string>? extraEnvironment = null, string? dll = null)
     {
@@ -179,7 +182,7 @@ public sealed class ServiceHarness : IAsyncDisposable
     public async Task<(int ExitCode, string Output)> CliAsync(TimeSpan timeout, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(ServiceBinaries.CliDll());
+        psi.ArgumentList.Add(CliDll ?? ServiceBinaries.CliDll());
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in Environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;

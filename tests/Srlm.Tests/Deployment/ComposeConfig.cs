@@ -47,7 +47,12 @@ public sealed partial class ComposeConfig
         return new ComposeConfig((YamlMappingNode)yaml.Documents[0].RootNode);
     }
 
-    public static (int Code, string Stdout, string Stderr) Run(string envFile, params string[] files)
+    public static (int Code, string Stdout, string Stderr) Run(string envFile, params string[] files) =>
+        Exec(envFile, files, TimeSpan.FromSeconds(60), "config");
+
+    /// <summary>Runs `compose --env-file ENV -f FILE... ARGS` in the repository root (e.g. ARGS = -p NAME up -d), with
+    /// the variables the compose files use removed from the child's environment so only the env file counts.</summary>
+    public static (int Code, string Stdout, string Stderr) Exec(string envFile, string[] files, TimeSpan timeout, params string[] args)
     {
         var cmd = Command ?? throw new InvalidOperationException(SkipReason);
         var psi = new ProcessStartInfo(cmd[0]) { WorkingDirectory = RepoRoot, RedirectStandardOutput = true, RedirectStandardError = true };
@@ -55,15 +60,45 @@ public sealed partial class ComposeConfig
         psi.ArgumentList.Add("--env-file");
         psi.ArgumentList.Add(envFile);
         foreach (var f in files) { psi.ArgumentList.Add("-f"); psi.ArgumentList.Add(f); }
-        psi.ArgumentList.Add("config");
+        foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var v in VariablesUsed(files)) psi.Environment.Remove(v);
         psi.Environment.Remove("COMPOSE_FILE");
         psi.Environment.Remove("COMPOSE_PROJECT_NAME");
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(60_000)) { p.Kill(true); throw new TimeoutException("compose config took over 60 s"); }
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(true);
+            throw new TimeoutException($"compose {string.Join(' ', args)} took over {timeout.TotalSeconds:F0} s");
+        }
         return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>The host port that <paramref name="service"/> publishes for container port <paramref name="target"/>
+    /// (short syntax "127.0.0.1:5672:5672" as docker-compose 1.29 prints it, or v2's long syntax), or null.</summary>
+    public int? PublishedPort(string service, int target)
+    {
+        if (Get(Service(service), "ports") is not YamlSequenceNode ports) return null;
+        foreach (var p in ports)
+        {
+            string? published = null, t;
+            if (p is YamlScalarNode sc)
+            {
+                var parts = sc.Value!.Split('/')[0].Split(':');
+                t = parts[^1];
+                if (parts.Length >= 2) published = parts[^2];
+            }
+            else
+            {
+                t = Scalar(p, "target");
+                published = Scalar(p, "published");
+            }
+            if (t == target.ToString(System.Globalization.CultureInfo.InvariantCulture) &&
+                int.TryParse(published, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var port))
+                return port;
+        }
+        return null;
     }
 
     /// <summary>Every ${NAME...} the given compose files interpolate.</summary>

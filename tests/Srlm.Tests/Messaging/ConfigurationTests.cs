@@ -51,6 +51,20 @@ public sealed class ConfigurationTests
     }
 
     [Theory]
+    [InlineData("grpc", "http://collector:4317", "traces", "http://collector:4317/")]
+    [InlineData("http/protobuf", "http://collector:4318", "traces", "http://collector:4318/v1/traces")]
+    [InlineData("http/protobuf", "http://collector:4318/otlp/", "metrics", "http://collector:4318/otlp/v1/metrics")]
+    public void Otlp_endpoint_is_the_base_url_with_the_signal_path_over_http_protobuf(string protocol, string endpoint, string signal, string expected)
+    {
+        var o = new OpenTelemetry.Exporter.OtlpExporterOptions
+        {
+            Protocol = protocol == "grpc" ? OpenTelemetry.Exporter.OtlpExportProtocol.Grpc : OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf,
+        };
+        Srlm.Messaging.Hosting.SrlmInfrastructureExtensions.SetOtlpEndpoint(o, new Uri(endpoint), signal);
+        Assert.Equal(expected, o.Endpoint.AbsoluteUri);
+    }
+
+    [Theory]
     [InlineData("amqp://user:hunter2@host:5672/v", "amqp://user:***@host:5672/v")]
     [InlineData("mongodb://admin:hunter2@mongo:27017/srlm?authSource=admin", "mongodb://admin:***@mongo:27017/srlm?authSource=admin")]
     [InlineData("Server=x;Password=hunter2;User=y", "Server=x;Password=***;User=y")]
