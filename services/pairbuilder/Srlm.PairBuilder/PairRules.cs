@@ -12,7 +12,7 @@ public enum DropReason
     /// <summary>Fewer candidates with a valid score than the spec's pairs.min_valid_scores.</summary>
     DroppedOther,
 
-    /// <summary>The best and the worst score are equal.</summary>
+    /// <summary>The best and the worst score are equal (or closer than pairs.min_margin).</summary>
     DroppedTies,
 
     /// <summary>Prompt + the longer answer exceed the training context.</summary>
@@ -50,7 +50,7 @@ public static class PairRules
         if (scored.Count < rules.MinValidScores) return new(null, null, DropReason.DroppedOther);
 
         double best = scored.Max(c => c.Score!.Value), worst = scored.Min(c => c.Score!.Value);
-        if (best - worst <= Epsilon) return new(null, null, DropReason.DroppedTies);
+        if (best - worst <= Epsilon || best - worst < rules.MinMargin - Epsilon) return new(null, null, DropReason.DroppedTies);
 
         JudgedCandidate chosen, rejected;
         if (!rules.LengthControl.Enabled)

@@ -211,6 +211,10 @@ public sealed record PairRulesSpec
     /// <summary>Prompts with fewer candidates carrying a valid score are dropped (`dropped_other`).</summary>
     public int MinValidScores { get; init; } = 2;
 
+    /// <summary>Best minus worst mean score below this counts as a tie (`dropped_ties`); 0 = only exact ties
+    /// (the paper's rule). With K sampled judgements a gap of a fraction of a point is mostly judge noise.</summary>
+    public double MinMargin { get; init; }
+
     /// <summary>Longest pair (prompt + longer answer, in tokens); null = the training context length. Longer = `too_long`.</summary>
     public int? MaxTokens { get; init; }
 

@@ -28,6 +28,18 @@ public class PairRulesTests
     }
 
     [Fact]
+    public void A_gap_below_min_margin_is_a_tie_and_a_gap_at_it_is_a_pair()
+    {
+        var near = new[] { C(0, 4 + 2 / 3.0), C(1, 4), C(2, 4.3333333333333333), C(3, 4) };
+        Assert.True(PairRules.Decide(near, 20, 512, Plain).IsPair); // the paper's rule: any gap pairs
+        Assert.Equal(DropReason.DroppedTies, PairRules.Decide(near, 20, 512, Plain with { MinMargin = 1 }).Dropped);
+        var wide = new[] { C(0, 5), C(1, 4), C(2, 4.5), C(3, 4.3333333333333333) };
+        var d = PairRules.Decide(wide, 20, 512, Plain with { MinMargin = 1 });
+        Assert.True(d.IsPair);
+        Assert.Equal(("p/c0", "p/c1"), (d.Chosen!.CandidateId, d.Rejected!.CandidateId));
+    }
+
+    [Fact]
     public void Fewer_valid_scores_than_the_minimum_drop_the_prompt_as_other()
     {
         var d = PairRules.Decide([C(0, 5), C(1, null), C(2, null), C(3, null)], 20, 512, Plain);
