@@ -52,7 +52,7 @@ public sealed class CompletedRun : IAsyncDisposable
         var run = await MultiProcessRun.CreateAsync(node, "shared", output);
         try
         {
-            run.StartServices(judges: 2);
+            await run.StartServicesAsync(judges: 2);
             await run.StartRunAsync();
             await run.AssertCompletesAsync(TimeSpan.FromMinutes(8));
             // Completed is stored at the last hand-off; the evaluation of the last checkpoint may still be under way.

@@ -70,13 +70,28 @@ public sealed class MultiProcessRun : IAsyncDisposable
         catch (InvalidOperationException) { } // the test that started a shared run has finished
     }
 
-    /// <summary>Generator, pairbuilder and trainer once, the judge <paramref name="judges"/> times.</summary>
-    public void StartServices(int judges = 1, IReadOnlyDictionary<string, string>? trainerEnvironment = null)
+    /// <summary>Generator, pairbuilder and trainer once, the judge <paramref name="judges"/> times; returns when every
+    /// one reports healthy (its bus started: in a fresh virtual host the queues exist only from then on, and a message
+    /// published before its consumers' queue is bound is dropped by the broker).</summary>
+    public async Task StartServicesAsync(int judges = 1, IReadOnlyDictionary<string, string>? trainerEnvironment = null)
     {
         Harness.Start("generator");
         for (int i = 0; i < judges; i++) Harness.Start("judge");
         Harness.Start("pairbuilder");
         Harness.Start("trainer", trainerEnvironment);
+        await WaitHealthyAsync(Harness.Processes);
+    }
+
+    public async Task WaitHealthyAsync(IEnumerable<ServiceProcess> processes)
+    {
+        var pending = processes.ToList();
+        await WaitUntilAsync(async () =>
+        {
+            var probes = await Task.WhenAll(pending.Select(p => p.ProbeHealthAsync()));
+            pending = pending.Where((_, i) => probes[i].ExitCode != 0).ToList();
+            if (pending.Count > 0) await Task.Delay(500);
+            return pending.Count == 0;
+        }, TimeSpan.FromMinutes(3), "every service process is healthy");
     }
 
     public ServiceProcess Service(string name) => Harness.Processes.Single(p => p.Name == name);

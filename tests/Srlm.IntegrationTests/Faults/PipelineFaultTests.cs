@@ -28,7 +28,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     {
         var node = fixture.Require();
         await using var run = await MultiProcessRun.CreateAsync(node, "judge-kill", output);
-        run.StartServices(judges: 2);
+        await run.StartServicesAsync(judges: 2);
         var victim = run.Service("judge-0");
         var pid = victim.Pid ?? throw new InvalidOperationException("judge-0 is not running");
         await run.StartRunAsync();
@@ -61,7 +61,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var before = await ResumeAndRedeliveryTests.SnapshotAsync(store, shared.RunId);
         var consumedBefore = await ConsumedPerTypeAsync(store, shared.RunId);
 
-        run.StartServices(judges: 2);
+        await run.StartServicesAsync(judges: 2);
         // Every journaled message of the run published again (the CLI's replay into the same run): each type reaches
         // its consumers a second time, and what they publish in turn is delivered again too.
         var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId);
@@ -100,7 +100,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // State saved after every optimizer step; the first trainer holds after reporting step 2 (state of step 1 saved,
         // the heartbeat going on), so the SIGKILL lands mid-job however fast the machine is.
         var spec = run.SmokeSpecWith(s => s["training"]!["dpo"]!["save_state_every_steps"] = 1);
-        run.StartServices(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HANG_AFTER_STEP"] = "2" });
+        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HANG_AFTER_STEP"] = "2" });
         var runId = await run.StartRunAsync(spec);
         var store = await run.StoreAsync();
         var first = run.Service("trainer-0");
@@ -135,7 +135,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     {
         var node = fixture.Require();
         await using var run = await MultiProcessRun.CreateAsync(node, "poison", output);
-        run.StartServices(judges: 1);
+        await run.StartServicesAsync(judges: 1);
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
         var judge = run.Service("judge-0");
@@ -214,7 +214,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     {
         var node = fixture.Require();
         await using var run = await MultiProcessRun.CreateAsync(node, "broker-restart", output);
-        run.StartServices(judges: 1);
+        await run.StartServicesAsync(judges: 1);
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
         await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Judgments > 0, RunTimeout, "judging of iteration 1 under way");
