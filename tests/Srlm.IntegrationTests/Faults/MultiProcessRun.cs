@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Srlm.IntegrationTests.Infrastructure;
 using Srlm.Messaging.Broker;
 using Srlm.Messaging.Configuration;
@@ -213,42 +212,6 @@ public sealed class MultiProcessRun : IAsyncDisposable
         return entries.Count(e => e.MessageType == messageType && e.Host is { } h && h.EndsWith($"/{service}/{pid}", StringComparison.Ordinal));
     }
 
-    /// <summary>Messages the broker has delivered to this OS process and not yet seen acknowledged: the channels of the
-    /// process's AMQP connections (found by their local ports with `ss`) in `rabbitmqctl list_channels`.</summary>
-    public async Task<long> UnacknowledgedHeldByAsync(int pid)
-    {
-        var ports = LocalPortsToBroker(pid);
-        if (ports.Count == 0) return 0;
-        var (rc, text) = await _node.CtlAsync(TimeSpan.FromSeconds(30), "list_channels", "name", "messages_unacknowledged", "--no-table-headers", "--quiet");
-        if (rc != 0) throw new InvalidOperationException($"rabbitmqctl list_channels: {text}");
-        long held = 0;
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            // "127.0.0.1:45678 -> 127.0.0.1:5672 (1)\t3"
-            var m = Regex.Match(line, @":(\d+) -> [^\s]+:\d+ \(\d+\)\s+(\d+)");
-            if (m.Success && ports.Contains(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)))
-                held += long.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
-        }
-        return held;
-    }
-
-    private HashSet<int> LocalPortsToBroker(int pid)
-    {
-        var psi = new ProcessStartInfo("ss", ["-tnpH", "state", "established"]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        using var p = Process.Start(psi)!;
-        var text = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        var ports = new HashSet<int>();
-        foreach (var line in text.Split('\n'))
-        {
-            if (!line.Contains($"pid={pid},", StringComparison.Ordinal)) continue;
-            var m = Regex.Match(line, @"127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:(\d+)");
-            if (m.Success && int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) == _node.AmqpPort)
-                ports.Add(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
-        }
-        return ports;
-    }
-
     /// <summary>Works with an existing run of the store (e.g. a copy) instead of starting one.</summary>
     public void UseRun(string runId) => RunId = runId;
 
@@ -279,11 +242,11 @@ public sealed class MultiProcessRun : IAsyncDisposable
         }, timeout ?? TimeSpan.FromMinutes(6), "quiescent: the journal stopped growing and every service queue is empty");
     }
 
-    /// <summary>Ready messages in a queue of this run's virtual host (null when it does not exist).</summary>
-    public async Task<uint?> QueueDepthAsync(string queue)
+    /// <summary>Ready messages and consumers of a queue of this run's virtual host (nulls when it does not exist).</summary>
+    public async Task<QueueDepth> QueueAsync(string queue)
     {
         await using var connection = await RabbitQueues.ConnectAsync(BusOptions.Parse(AmqpUri), "srlm-fault-test");
-        return (await RabbitQueues.DepthsAsync(connection, [queue]))[0].Messages;
+        return (await RabbitQueues.DepthsAsync(connection, [queue]))[0];
     }
 
     public async ValueTask DisposeAsync()

@@ -33,13 +33,18 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var pid = victim.Pid ?? throw new InvalidOperationException("judge-0 is not running");
         await run.StartRunAsync();
 
+        // judge-0 has acknowledged some JudgeCandidate messages (journaled as consumed by its pid, which happens just
+        // before the ack) and holds unacknowledged ones: with both replicas consuming and messages still READY in the
+        // queue, the broker has filled every consumer's prefetch window (8), so judge-0 holds its window unacknowledged.
+        // (rabbitmqctl's per-channel counts would say it directly, but take tens of seconds on a busy machine.)
         int acknowledged = 0;
-        long held = 0;
+        Srlm.Messaging.Broker.QueueDepth? queue = null;
         await run.WaitUntilAsync(async () =>
-                (acknowledged = await run.ConsumedByAsync("judge", pid, JudgeCandidate)) > 0 && (held = await run.UnacknowledgedHeldByAsync(pid)) > 0,
-            RunTimeout, "judge-0 has acknowledged JudgeCandidate messages and holds unacknowledged ones");
+                (acknowledged = await run.ConsumedByAsync("judge", pid, JudgeCandidate)) > 0
+                && (queue = await run.QueueAsync("judge-candidate")) is { Messages: > 0, Consumers: 2 },
+            RunTimeout, "judge-0 has acknowledged JudgeCandidate messages while more are waiting in its queue");
         victim.Kill();
-        run.Log($"SIGKILLed judge-0 (pid {pid}): {acknowledged} acknowledged, {held} unacknowledged");
+        run.Log($"SIGKILLed judge-0 (pid {pid}) after {acknowledged} acknowledged, {queue!.Messages} more ready in judge-candidate (prefetch windows full)");
 
         await run.AssertCompletesAsync(RunTimeout);
         await run.AssertEveryCandidateHasKJudgementsAsync();
@@ -178,8 +183,14 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Contains("unknown run 'no-such-run'", Find(all, unknown)!.Reason, StringComparison.Ordinal);
         Assert.All(new[] { malformed, unknown, unreadable }, id => Assert.Equal("judge-candidate_error", Find(all, id)!.Queue));
 
-        // On the broker: all three in judge-candidate_error, each with MassTransit's fault reason in its headers.
-        var parked = await ParkedReasonsAsync(run.AmqpUri, "judge-candidate_error");
+        // On the broker: all three in judge-candidate_error, each with MassTransit's fault reason in its headers (the
+        // error record may be written a moment before the message is moved there).
+        var parked = new Dictionary<string, string>();
+        await run.WaitUntilAsync(async () =>
+        {
+            parked = await ParkedReasonsAsync(run.AmqpUri, "judge-candidate_error");
+            return new[] { malformed, unknown, unreadable }.All(id => parked.ContainsKey(id.ToString()));
+        }, TimeSpan.FromMinutes(1), "the three messages are in judge-candidate_error");
         foreach (var id in new[] { malformed, unknown, unreadable })
         {
             Assert.True(parked.TryGetValue(id.ToString(), out var reason), $"{id} is not in judge-candidate_error ({string.Join(", ", parked.Keys)})");
@@ -219,15 +230,23 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         await run.StartServicesAsync(judges: 1);
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
-        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Judgments > 0, RunTimeout, "judging of iteration 1 under way");
+        // Early in iteration 1 (candidates being sampled), so the run is far from done when the broker is down.
+        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Candidates > 0, RunTimeout, "candidates of iteration 1 being generated");
 
         await node.StopAsync();
-        run.Log("broker stopped");
+        var down = await store.GetIterationStatusAsync(runId, 1);
+        run.Log($"broker stopped: iteration 1 at {down.Candidates} candidates, {down.Judgments} judgements");
+        Assert.True((await run.RunAsync()).State == RunState.Running, "the run ended before the broker went down: nothing was tested");
         await Task.Delay(TimeSpan.FromSeconds(5));
         await node.StartAgainAsync();
+        var up = DateTimeOffset.UtcNow;
         run.Log("broker started again");
 
         await run.AssertCompletesAsync(RunTimeout);
+        // Work went on over the reconnected services: messages consumed after the restart by each of them.
+        var after = (await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed })).Where(e => e.Time > up).ToList();
+        foreach (var service in new[] { "generator", "judge", "pairbuilder", "trainer" })
+            Assert.True(after.Any(e => e.Host!.Contains($"/{service}/", StringComparison.Ordinal)), $"{service} consumed nothing after the broker restart");
         await run.AssertEveryCandidateHasKJudgementsAsync();
         Assert.All(run.Harness.Processes, p => Assert.True(p.IsRunning, $"{p.Name} exited"));
     }
