@@ -252,6 +252,18 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "no-services", output);
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "start", MultiProcessRun.SmokeSpec);
+        output.WriteLine(text);
+        Assert.NotEqual(0, rc);
+        Assert.Contains("no trainer has ever connected", text, StringComparison.Ordinal);
+        Assert.False(File.Exists(run.StorePath) && (await (await run.StoreAsync()).ListRunsAsync()).Count > 0, "a run was stored although it could not start");
+    }
+
+    [SkippableFact]
     public async Task Audit_of_the_finished_run_finds_no_mismatch_and_a_tampered_score_fails_it()
     {
         fixture.Require();
