@@ -230,17 +230,27 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         await run.StartServicesAsync(judges: 1);
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
-        // Early in iteration 1 (candidates being sampled), so the run is far from done when the broker is down.
-        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Candidates > 0, RunTimeout, "candidates of iteration 1 being generated");
+        // Early in iteration 1 (prompts being written), so the run is far from done when the broker is down
+        // (a graceful stop takes tens of seconds on a busy machine, and a whole run about a minute).
+        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).PromptsGenerated > 0, RunTimeout, "prompts of iteration 1 being generated");
 
-        await node.StopAsync();
-        var down = await store.GetIterationStatusAsync(runId, 1);
-        run.Log($"broker stopped: iteration 1 at {down.Candidates} candidates, {down.Judgments} judgements");
-        Assert.True((await run.RunAsync()).State == RunState.Running, "the run ended before the broker went down: nothing was tested");
-        await Task.Delay(TimeSpan.FromSeconds(5));
-        await node.StartAgainAsync();
-        var up = DateTimeOffset.UtcNow;
-        run.Log("broker started again");
+        DateTimeOffset up;
+        RunState whenDown;
+        await node.TerminateAsync();
+        try
+        {
+            var down = await store.GetIterationStatusAsync(runId, 1);
+            whenDown = (await run.RunAsync()).State;
+            run.Log($"broker stopped: iteration 1 at {down.Candidates} candidates, {down.Judgments} judgements, run {whenDown}");
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        }
+        finally
+        {
+            await node.StartAgainAsync(); // whatever happens, the other tests get their broker back
+            up = DateTimeOffset.UtcNow;
+            run.Log("broker started again");
+        }
+        Assert.True(whenDown == RunState.Running, "the run ended before the broker went down: nothing was tested");
 
         await run.AssertCompletesAsync(RunTimeout);
         // Work went on over the reconnected services: messages consumed after the restart by each of them.
