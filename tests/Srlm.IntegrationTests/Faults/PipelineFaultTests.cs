@@ -222,20 +222,24 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Equal(RunState.Failed, (await run.RunAsync()).State);
     }
 
-    [SkippableFact]
-    public async Task The_broker_restarted_mid_run_the_services_reconnect_and_the_run_completes()
+    [SkippableTheory]
+    [InlineData("generation")] // early in iteration 1: prompts being written, then candidates and judgements
+    [InlineData("training")]   // the iteration-1 DPO job queued: its hand-off (CheckpointReady, IterationStarted) meets the outage
+    public async Task The_broker_restarted_mid_run_the_services_reconnect_and_the_run_completes(string phase)
     {
         var node = fixture.Require();
-        await using var run = await MultiProcessRun.CreateAsync(node, "broker-restart", output);
+        await using var run = await MultiProcessRun.CreateAsync(node, "broker-restart-" + phase, output);
         await run.StartServicesAsync(judges: 1);
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
-        // Early in iteration 1 (prompts being written), so the run is far from done when the broker is down
-        // (a graceful stop takes tens of seconds on a busy machine, and a whole run about a minute).
-        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).PromptsGenerated > 0, RunTimeout, "prompts of iteration 1 being generated");
+        if (phase == "generation")
+            await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).PromptsGenerated > 0, RunTimeout, "prompts of iteration 1 being generated");
+        else
+            await run.WaitUntilAsync(async () => (await store.ListJobsAsync(runId)).Any(j => j is { Kind: JobKind.Dpo, Iteration: 1 }), RunTimeout, "the iteration-1 DPO job is queued");
 
         DateTimeOffset up;
         RunState whenDown;
+        var downAt = DateTimeOffset.UtcNow;
         await node.TerminateAsync();
         try
         {
@@ -253,6 +257,8 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.True(whenDown == RunState.Running, "the run ended before the broker went down: nothing was tested");
 
         await run.AssertCompletesAsync(RunTimeout);
+        foreach (var c in (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId))).Where(c => c.CreatedAt > downAt && c.CreatedAt < up))
+            run.Log($"checkpoint {c.Id} was stored while the broker was down (its hand-off was published into the outage)");
         // Work went on over the reconnected services: messages consumed after the restart by each of them.
         var after = (await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed })).Where(e => e.Time > up).ToList();
         foreach (var service in new[] { "generator", "judge", "pairbuilder", "trainer" })
