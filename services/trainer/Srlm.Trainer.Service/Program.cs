@@ -9,5 +9,6 @@ return await SrlmHost.RunAsync(args, "trainer", builder =>
 {
     builder.Services.AddSrlmInfrastructure(builder.Configuration);
     builder.Services.AddSrlmBus(builder.Configuration, bus => bus.AddTrainerConsumers());
-    builder.Services.AddTrainer();
+    // SRLM_JOBS_DIR, SRLM_JOB_STALE_S: where resumable training state lives and when a dead worker's job is taken over.
+    builder.Services.AddTrainer(TrainingWorkerOptions.FromEnvironment(k => builder.Configuration[k]));
 });

@@ -28,6 +28,32 @@ public sealed record TrainingWorkerOptions
 
     /// <summary>How often to look for jobs queued by other processes.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Test hook (SRLM_TEST_HANG_AFTER_STEP): the training thread stops for good after reporting this
+    /// optimizer step, while the heartbeat goes on, so a test's SIGKILL lands mid-job however fast the machine is.</summary>
+    public int? HangAfterStep { get; init; }
+
+    /// <summary>The service host's options from its environment: SRLM_JOBS_DIR (state folder; every trainer
+    /// replica of a deployment must see the same one to resume another's job), SRLM_JOB_STALE_S (seconds without a
+    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP (tests only).</summary>
+    public static TrainingWorkerOptions FromEnvironment(Func<string, string?> get)
+    {
+        ArgumentNullException.ThrowIfNull(get);
+        var o = new TrainingWorkerOptions();
+        if (get("SRLM_JOBS_DIR") is { Length: > 0 } dir) o = o with { JobsDirectory = Path.GetFullPath(dir) };
+        if (get("SRLM_JOB_STALE_S") is { Length: > 0 } stale)
+        {
+            if (!double.TryParse(stale, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) || s < 1 || s > 86400)
+                throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_JOB_STALE_S must be a number of seconds in [1, 86400], got '{stale}'");
+            if (TimeSpan.FromSeconds(s) < o.HeartbeatInterval * 2)
+                throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_JOB_STALE_S ({s}) must be at least twice the job heartbeat interval ({o.HeartbeatInterval.TotalSeconds} s)");
+            o = o with { StaleAfter = TimeSpan.FromSeconds(s) };
+        }
+        if (get("SRLM_TEST_HANG_AFTER_STEP") is { Length: > 0 } hang)
+            o = o with { HangAfterStep = int.TryParse(hang, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0 ? n
+                : throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_TEST_HANG_AFTER_STEP must be a positive integer, got '{hang}'") };
+        return o;
+    }
 }
 
 /// <summary>Progress of the job this process is training now (for `srlm run`'s progress bars).</summary>
@@ -107,7 +133,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/train_examples", result.TrainExamples),
                 new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/seconds", result.Seconds),
             ], stoppingToken);
-            LogTrained(log, job.RunId, job.Id, result.Steps, outputId);
+            LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
         }
         if (job.Kind == JobKind.Dpo && spec.Control is not null && !await TrainControlAsync(job, spec, stoppingToken)) return;
 
@@ -136,6 +162,11 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             rows.Enqueue(r);
             lastStep = r.Step;
             status.Report(input.JobId, r.Step, r.TotalSteps);
+            if (r.Step == options.HangAfterStep && r.Metrics.ContainsKey("learning_rate")) // a train row, not a validation row
+            {
+                LogHanging(log, job.RunId, input.JobId, r.Step);
+                Thread.Sleep(Timeout.Infinite);
+            }
         });
         var training = runner.RunAsync(input, progress, jobCts.Token);
         while (!training.IsCompleted)
@@ -284,8 +315,11 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     [LoggerMessage(EventId = 6010, Level = LogLevel.Information, Message = "run {RunId}: claimed job {JobId} (attempt {Attempt}, step {Step})")]
     private static partial void LogClaimed(ILogger logger, string runId, string jobId, int attempt, long step);
 
-    [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "run {RunId}: job {JobId} trained {Steps} steps -> {CheckpointId}")]
-    private static partial void LogTrained(ILogger logger, string runId, string jobId, int steps, string checkpointId);
+    [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "run {RunId}: job {JobId} trained {Steps} steps -> {CheckpointId} (resumed from saved state: {Resumed})")]
+    private static partial void LogTrained(ILogger logger, string runId, string jobId, int steps, string checkpointId, bool resumed);
+
+    [LoggerMessage(EventId = 6015, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} hangs after step {Step} (SRLM_TEST_HANG_AFTER_STEP)")]
+    private static partial void LogHanging(ILogger logger, string runId, string jobId, int step);
 
     [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} was taken over by another worker; stopped")]
     private static partial void LogLost(ILogger logger, string runId, string jobId);

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Srlm.Cli.Pipeline;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
+using Srlm.Messaging.Broker;
 using Srlm.Messaging.Bus;
 using Srlm.Messaging.Configuration;
 using Srlm.Messaging.Hosting;
@@ -34,9 +35,10 @@ public sealed class StartCommand : ICommand
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddEnvironmentVariables();
+        SrlmOptions options;
         try
         {
-            var options = SrlmOptions.FromConfiguration(builder.Configuration, "cli");
+            options = SrlmOptions.FromConfiguration(builder.Configuration, "cli");
             if (!options.BusConfigured || options.Bus.Transport != BusTransport.RabbitMq)
                 throw new UsageException("SRLM_BUS must name the deployment's broker (amqp://user:pass@host:port/vhost); to run in this process use `srlm run SPEC`");
             if (options.Store is null) throw new UsageException("SRLM_STORE must name the deployment's store (sqlite://PATH or mongodb://HOST/DB)");
@@ -46,6 +48,18 @@ public sealed class StartCommand : ICommand
         }
         catch (SrlmConfigurationException e) { throw new UsageException(e.Message); }
         builder.Logging.ClearProviders();
+        // The broker drops a message published to an exchange no queue is bound to: on a broker (or vhost) where no
+        // trainer has ever started, RunStarted would vanish and the run would sit there. Refuse instead (nothing uploaded).
+        var runStartedQueue = SrlmBusExtensions.EndpointNameFormatter.Consumer<Srlm.Trainer.RunStartedConsumer>();
+        RabbitMQ.Client.IConnection connection;
+        try { connection = await RabbitQueues.ConnectAsync(options.Bus, "srlm-start", cancel); }
+        catch (RabbitMQ.Client.Exceptions.BrokerUnreachableException e) { throw new UsageException($"cannot reach the broker at {options.Bus.Display}: {Redact.Uri(e.Message)}"); }
+        await using (connection)
+        {
+            if ((await RabbitQueues.DepthsAsync(connection, [runStartedQueue], cancel))[0].Messages is null)
+                throw new UsageException($"no trainer has ever connected to {options.Bus.Display}: its queue '{runStartedQueue}' does not exist, " +
+                                         "so the broker would drop RunStarted; start the services first");
+        }
         using var host = builder.Build();
         await host.StartAsync(cancel);
         try

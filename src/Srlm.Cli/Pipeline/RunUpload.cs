@@ -91,7 +91,9 @@ public static class RunUpload
             finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
         }
         else
-            startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct);
+            startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct,
+                // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
+                datasetId: isM1 ? RecordIds.SftDataset(runId) : null);
         string? promptModel = spec.Models.PromptModel is { } pm
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct)
             : null;
@@ -114,7 +116,7 @@ public static class RunUpload
     }
 
     private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
-        string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload")
+        string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null)
     {
         if (SpecRefs.IsCheckpoint(path)) return path;
         var dir = resolve(path);
@@ -140,7 +142,7 @@ public static class RunUpload
             if (register)
                 await store.PutAsync(new CheckpointRecord
                 {
-                    Id = id, RunId = runId, Iteration = modelIndex, Location = put.Manifest.Location, Files = put.Manifest.Files, Origin = origin,
+                    Id = id, RunId = runId, Iteration = modelIndex, Location = put.Manifest.Location, Files = put.Manifest.Files, Origin = origin, DatasetId = datasetId,
                 }, ct);
             return SpecRefs.Checkpoint(id);
         }

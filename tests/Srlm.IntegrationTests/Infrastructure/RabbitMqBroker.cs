@@ -225,6 +225,25 @@ public sealed class PrivateRabbitMqNode : RabbitMqBroker
         _server = null;
     }
 
+    /// <summary>Stops the node with SIGTERM to its Erlang VM, which shuts RabbitMQ down gracefully like `rabbitmqctl
+    /// stop` but without booting a second VM for the CLI (seconds instead of tens of seconds on a busy machine). Data
+    /// stays for StartAgainAsync.</summary>
+    public async Task TerminateAsync()
+    {
+        if (_server is null) return;
+        if (!_server.HasExited)
+        {
+            var children = $"/proc/{_server.Id}/task/{_server.Id}/children";
+            var vms = File.Exists(children) ? File.ReadAllText(children).Split(' ', StringSplitOptions.RemoveEmptyEntries) : [];
+            foreach (var pid in vms)
+                using (var term = Process.Start("kill", ["-TERM", pid])) term.WaitForExit();
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            try { await _server.WaitForExitAsync(cts.Token); }
+            catch (OperationCanceledException) { }
+        }
+        await StopAsync(); // what is left: rabbitmqctl stop / kill if the VM lingers, then the AMQP port closed
+    }
+
     public override Task StartAgainAsync() => StartServerAsync();
 
     public override async ValueTask DisposeAsync()

@@ -121,7 +121,7 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
     }
 
     /// <summary>Every stored result of the run (creation times left out), plus job states and attempts.</summary>
-    private static async Task<string> SnapshotAsync(IArtifactStore store, string runId)
+    internal static async Task<string> SnapshotAsync(IArtifactStore store, string runId)
     {
         var q = ArtifactQuery.OfRun(runId);
         var parts = new List<object>

@@ -1,0 +1,413 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using RabbitMQ.Client;
+using Srlm.IntegrationTests.Infrastructure;
+using Srlm.IntegrationTests.Pipeline;
+using Srlm.Messaging.Broker;
+using Srlm.Messaging.Configuration;
+using Srlm.Storage;
+using Xunit.Abstractions;
+
+namespace Srlm.IntegrationTests.Faults;
+
+/// <summary>The pipeline as separate OS processes (srlm-generator, srlm-judge, srlm-pairbuilder, srlm-trainer and the
+/// srlm CLI) on a private RabbitMQ node, each test on its own virtual host with its own SQLite store, under the faults
+/// of issue 4: a judge replica SIGKILLed with unacknowledged work, every message delivered twice, the trainer SIGKILLed
+/// mid-DPO, malformed and unknown-run messages, a broker restart; and the read-only checks (audit, journal, lineage)
+/// on one shared completed run.</summary>
+[Collection(FaultsCollection.Name)]
+public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper output)
+{
+    private const string JudgeCandidate = "Srlm.Contracts.JudgeCandidate";
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(8);
+
+    [SkippableFact]
+    public async Task A_judge_replica_killed_while_holding_unacknowledged_work_loses_and_duplicates_nothing()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "judge-kill", output);
+        await run.StartServicesAsync(judges: 2);
+        var victim = run.Service("judge-0");
+        var pid = victim.Pid ?? throw new InvalidOperationException("judge-0 is not running");
+        await run.StartRunAsync();
+
+        // judge-0 has acknowledged some JudgeCandidate messages (journaled as consumed by its pid, which happens just
+        // before the ack) and holds unacknowledged ones: with both replicas consuming and messages still READY in the
+        // queue, the broker has filled every consumer's prefetch window (8), so judge-0 holds its window unacknowledged.
+        // (rabbitmqctl's per-channel counts would say it directly, but take tens of seconds on a busy machine.)
+        int acknowledged = 0;
+        Srlm.Messaging.Broker.QueueDepth? queue = null;
+        await run.WaitUntilAsync(async () =>
+                (acknowledged = await run.ConsumedByAsync("judge", pid, JudgeCandidate)) > 0
+                && (queue = await run.QueueAsync("judge-candidate")) is { Messages: > 0, Consumers: 2 },
+            RunTimeout, "judge-0 has acknowledged JudgeCandidate messages while more are waiting in its queue");
+        victim.Kill();
+        run.Log($"SIGKILLed judge-0 (pid {pid}) after {acknowledged} acknowledged, {queue!.Messages} more ready in judge-candidate (prefetch windows full)");
+
+        await run.AssertCompletesAsync(RunTimeout);
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+        var survivor = run.Service("judge-1");
+        Assert.True(await run.ConsumedByAsync("judge", survivor.Pid!.Value, JudgeCandidate) > 0, "judge-1 judged nothing");
+    }
+
+    [SkippableFact]
+    public async Task Every_message_type_delivered_twice_to_the_service_processes_changes_no_stored_result()
+    {
+        var node = fixture.Require();
+        var shared = await fixture.CompletedRunAsync(output);
+        await using var run = await MultiProcessRun.CreateAsync(node, "redeliver", output);
+        // A copy of the shared completed run (store and checkpoint files), so the other checks keep theirs.
+        shared.CopyStore(run.StorePath);
+        CopyDirectory(Path.Combine(shared.Run.Folder, "checkpoints"), Path.Combine(run.Folder, "checkpoints"));
+        run.UseRun(shared.RunId);
+        var store = await run.StoreAsync();
+        var before = await ResumeAndRedeliveryTests.SnapshotAsync(store, shared.RunId);
+        var consumedBefore = await ConsumedPerTypeAsync(store, shared.RunId);
+
+        await run.StartServicesAsync(judges: 2);
+        // Every journaled message of the run published again (the CLI's replay into the same run): each type reaches
+        // its consumers a second time, and what they publish in turn is delivered again too.
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId);
+        Assert.True(rc == 0, $"srlm replay exited {rc}: {text}");
+        output.WriteLine(text);
+        await run.WaitForQuiescenceAsync();
+
+        var consumedAfter = await ConsumedPerTypeAsync(store, shared.RunId);
+        foreach (var (type, count) in consumedBefore)
+        {
+            output.WriteLine($"{type}: consumed {count} times in the run, {consumedAfter[type]} after the replay");
+            Assert.True(consumedAfter[type] >= 2 * count, $"{type}: consumed {count} times in the run but only {consumedAfter[type]} after the replay");
+        }
+        Assert.Equal(before, await ResumeAndRedeliveryTests.SnapshotAsync(store, shared.RunId));
+        Assert.Empty(await store.ListErrorsAsync(shared.RunId));
+        var (statusRc, status) = await run.StatusJsonAsync();
+        Assert.Equal(0, statusRc);
+        Assert.Equal("completed", status.GetProperty("state").GetString());
+        Assert.All(status.GetProperty("iterations").EnumerateArray(), i => Assert.Equal(0, i.GetProperty("duplicates").GetInt64()));
+
+        // The counter is not blind: a deliberately non-idempotent write (one judge sample stored again under a fresh id,
+        // as a writer with random ids would on redelivery) shows up as one duplicate in `srlm status`.
+        var victim = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId, 1)))[0];
+        Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(victim with { Id = Guid.NewGuid().ToString(), CreatedAt = null }));
+        (_, status) = await run.StatusJsonAsync();
+        var iterations = status.GetProperty("iterations").EnumerateArray().ToList();
+        Assert.Equal(1, iterations.Single(i => i.GetProperty("iteration").GetInt32() == 1).GetProperty("duplicates").GetInt64());
+        Assert.All(iterations.Where(i => i.GetProperty("iteration").GetInt32() != 1), i => Assert.Equal(0, i.GetProperty("duplicates").GetInt64()));
+    }
+
+    [SkippableFact]
+    public async Task The_trainer_killed_mid_DPO_resumes_from_its_saved_step_after_a_restart()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "trainer-kill", output);
+        // State saved after every optimizer step; the first trainer holds after reporting step 2 (state of step 1 saved,
+        // the heartbeat going on), so the SIGKILL lands mid-job however fast the machine is.
+        var spec = run.SmokeSpecWith(s => s["training"]!["dpo"]!["save_state_every_steps"] = 1);
+        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HANG_AFTER_STEP"] = "2" });
+        var runId = await run.StartRunAsync(spec);
+        var store = await run.StoreAsync();
+        var first = run.Service("trainer-0");
+
+        JobRecord? job = null;
+        await run.WaitUntilAsync(async () =>
+        {
+            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
+            return job is { State: JobState.Running, Step: >= 2 } && first.ReadLog().Contains("hangs after step 2", StringComparison.Ordinal);
+        }, RunTimeout, "the iteration-1 DPO job is running and has reported step 2");
+        var saved = SavedStep(run.JobsDirectory);
+        Assert.True(saved > 0, $"no training state saved under {run.JobsDirectory} before the kill");
+        first.Kill();
+        run.Log($"SIGKILLed trainer-0 in job {job!.Id} at step {job.Step} of {job.TotalSteps}, state saved at step {saved}");
+        Assert.Equal(JobState.Running, (await store.ListJobsAsync(runId)).Single(j => j.Id == job.Id).State);
+
+        var second = run.Harness.Start("trainer"); // no hang this time
+        await run.AssertCompletesAsync(RunTimeout);
+        var done = (await store.ListJobsAsync(runId)).Single(j => j.Id == job.Id);
+        Assert.Equal(JobState.Completed, done.State);
+        Assert.Equal(2, done.Attempts);
+        var log = second.ReadLog();
+        Assert.Contains($"claimed job {job.Id} (attempt 2, step {job.Step})", log, StringComparison.Ordinal);
+        var trained = log.Split('\n').Single(l => l.Contains($"job {job.Id} trained", StringComparison.Ordinal));
+        Assert.Contains("resumed from saved state: True", trained, StringComparison.Ordinal);
+        Assert.Equal(3, (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId))).Count);
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+    }
+
+    [SkippableFact]
+    public async Task Malformed_and_unknown_run_messages_are_parked_with_a_reason_the_run_fails_and_the_judge_keeps_working()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "poison", output);
+        await run.StartServicesAsync(judges: 1);
+        var runId = await run.StartRunAsync();
+        var store = await run.StoreAsync();
+        var judge = run.Service("judge-0");
+        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Judgments > 0, RunTimeout, "judging of iteration 1 under way");
+        var judgedBefore = await run.ConsumedByAsync("judge", judge.Pid!.Value, JudgeCandidate);
+
+        var malformed = Guid.NewGuid();
+        var unknown = Guid.NewGuid();
+        var unreadable = Guid.NewGuid();
+        await using (var connection = await RabbitQueues.ConnectAsync(BusOptions.Parse(run.AmqpUri), "srlm-fault-test"))
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            async Task Send(Guid id, string body)
+            {
+                var props = new BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = id.ToString(), Persistent = true };
+                await channel.BasicPublishAsync("", "judge-candidate", false, props, Encoding.UTF8.GetBytes(body));
+            }
+            static string Envelope(Guid id, string message) =>
+                $$"""{"messageId":"{{id}}","messageType":["urn:message:Srlm.Contracts:JudgeCandidate","urn:message:Srlm.Contracts:IRunMessage"],"message":{{message}}}""";
+            // Malformed: a JudgeCandidate of this run without its candidate id.
+            await Send(malformed, Envelope(malformed, $$"""{"runId":"{{runId}}","iteration":1,"checkpointId":"{{runId}}/m1","promptId":"p"}"""));
+            // Well-formed, for a run this deployment does not know.
+            await Send(unknown, Envelope(unknown, """{"runId":"no-such-run","iteration":1,"checkpointId":"no-such-run/m1","promptId":"p","candidateId":"c"}"""));
+            // Not JSON at all.
+            await Send(unreadable, "this is not a message {");
+        }
+
+        ErrorRecord? Find(IReadOnlyList<ErrorRecord> errors, Guid id) => errors.FirstOrDefault(e => e.MessageId == id.ToString());
+        await run.WaitUntilAsync(async () =>
+        {
+            var errors = await store.ListErrorsAsync();
+            return Find(errors, malformed) is not null && Find(errors, unknown) is not null && Find(errors, unreadable) is not null;
+        }, TimeSpan.FromMinutes(2), "the three messages are recorded as parked");
+
+        var all = await store.ListErrorsAsync();
+        foreach (var e in all) output.WriteLine($"error record {e.MessageId} {e.MessageType} run={e.RunId} queue={e.Queue}: {e.Reason}");
+        // The serializer rejects a missing required id (JsonException naming candidateId) before any consumer runs.
+        Assert.Contains("candidateId", Find(all, malformed)!.Reason, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(runId, Find(all, malformed)!.RunId);
+        Assert.Contains("unknown run 'no-such-run'", Find(all, unknown)!.Reason, StringComparison.Ordinal);
+        Assert.All(new[] { malformed, unknown, unreadable }, id => Assert.Equal("judge-candidate_error", Find(all, id)!.Queue));
+
+        // On the broker: all three in judge-candidate_error, each with MassTransit's fault reason in its headers (the
+        // error record may be written a moment before the message is moved there).
+        var parked = new Dictionary<string, string>();
+        await run.WaitUntilAsync(async () =>
+        {
+            parked = await ParkedReasonsAsync(run.AmqpUri, "judge-candidate_error");
+            return new[] { malformed, unknown, unreadable }.All(id => parked.ContainsKey(id.ToString()));
+        }, TimeSpan.FromMinutes(1), "the three messages are in judge-candidate_error");
+        foreach (var id in new[] { malformed, unknown, unreadable })
+        {
+            Assert.True(parked.TryGetValue(id.ToString(), out var reason), $"{id} is not in judge-candidate_error ({string.Join(", ", parked.Keys)})");
+            Assert.False(string.IsNullOrWhiteSpace(reason), $"{id} parked without a reason");
+            output.WriteLine($"parked {id}: {reason}");
+        }
+        Assert.Contains("candidateId", parked[malformed.ToString()], StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("unknown run", parked[unknown.ToString()], StringComparison.Ordinal);
+
+        // The run reports the failure: status (exit 1, failed, the reason) and `srlm errors list`.
+        var (rc, status) = await run.StatusJsonAsync();
+        Assert.Equal(1, rc);
+        Assert.Equal("failed", status.GetProperty("state").GetString());
+        Assert.Contains(malformed.ToString(), status.GetProperty("failure_reason").GetString(), StringComparison.Ordinal);
+        Assert.True(status.GetProperty("errors").GetInt32() >= 1);
+        var (listRc, list) = await run.Harness.CliAsync(TimeSpan.FromMinutes(1), "errors", "list", "--run", runId);
+        Assert.Equal(0, listRc);
+        Assert.Contains(malformed.ToString(), list, StringComparison.Ordinal);
+        Assert.Contains("candidateId", list, StringComparison.OrdinalIgnoreCase);
+
+        // The judge process lives on and keeps judging the run's candidates until every one has its K samples.
+        await run.WaitUntilAsync(async () =>
+        {
+            var s = await store.GetIterationStatusAsync(runId, 1);
+            return s.PromptSetFinal && s.Candidates == s.Prompts * 4 && s.Judgments == s.Candidates * 3;
+        }, RunTimeout, "every candidate of iteration 1 judged after the poison messages");
+        Assert.True(judge.IsRunning, "the judge process died");
+        Assert.True(await run.ConsumedByAsync("judge", judge.Pid!.Value, JudgeCandidate) > judgedBefore, "the judge consumed nothing after the poison messages");
+        Assert.Equal(RunState.Failed, (await run.RunAsync()).State);
+    }
+
+    [SkippableTheory]
+    [InlineData("generation")] // early in iteration 1: prompts being written, then candidates and judgements
+    [InlineData("training")]   // the iteration-1 DPO job queued: its hand-off (CheckpointReady, IterationStarted) meets the outage
+    public async Task The_broker_restarted_mid_run_the_services_reconnect_and_the_run_completes(string phase)
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "broker-restart-" + phase, output);
+        await run.StartServicesAsync(judges: 1);
+        var runId = await run.StartRunAsync();
+        var store = await run.StoreAsync();
+        if (phase == "generation")
+            await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).PromptsGenerated > 0, RunTimeout, "prompts of iteration 1 being generated");
+        else
+            await run.WaitUntilAsync(async () => (await store.ListJobsAsync(runId)).Any(j => j is { Kind: JobKind.Dpo, Iteration: 1 }), RunTimeout, "the iteration-1 DPO job is queued");
+
+        DateTimeOffset up;
+        RunState whenDown;
+        var downAt = DateTimeOffset.UtcNow;
+        await node.TerminateAsync();
+        try
+        {
+            var down = await store.GetIterationStatusAsync(runId, 1);
+            whenDown = (await run.RunAsync()).State;
+            run.Log($"broker stopped: iteration 1 at {down.Candidates} candidates, {down.Judgments} judgements, run {whenDown}");
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        }
+        finally
+        {
+            await node.StartAgainAsync(); // whatever happens, the other tests get their broker back
+            up = DateTimeOffset.UtcNow;
+            run.Log("broker started again");
+        }
+        Assert.True(whenDown == RunState.Running, "the run ended before the broker went down: nothing was tested");
+
+        await run.AssertCompletesAsync(RunTimeout);
+        foreach (var c in (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId))).Where(c => c.CreatedAt > downAt && c.CreatedAt < up))
+            run.Log($"checkpoint {c.Id} was stored while the broker was down (its hand-off was published into the outage)");
+        // Work went on over the reconnected services: messages consumed after the restart by each of them.
+        var after = (await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed })).Where(e => e.Time > up).ToList();
+        foreach (var service in new[] { "generator", "judge", "pairbuilder", "trainer" })
+            Assert.True(after.Any(e => e.Host!.Contains($"/{service}/", StringComparison.Ordinal)), $"{service} consumed nothing after the broker restart");
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+        Assert.All(run.Harness.Processes, p => Assert.True(p.IsRunning, $"{p.Name} exited"));
+    }
+
+    [SkippableFact]
+    public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "no-services", output);
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "start", MultiProcessRun.SmokeSpec);
+        output.WriteLine(text);
+        Assert.NotEqual(0, rc);
+        Assert.Contains("no trainer has ever connected", text, StringComparison.Ordinal);
+        Assert.False(File.Exists(run.StorePath) && (await (await run.StoreAsync()).ListRunsAsync()).Count > 0, "a run was stored although it could not start");
+    }
+
+    [SkippableFact]
+    public async Task Audit_of_the_finished_run_finds_no_mismatch_and_a_tampered_score_fails_it()
+    {
+        fixture.Require();
+        var shared = await fixture.CompletedRunAsync(output);
+        var (rc, text) = await shared.Run.Harness.CliAsync(TimeSpan.FromMinutes(5), "audit", shared.RunId, "--sample", "6");
+        output.WriteLine(text);
+        Assert.True(rc == 0, $"srlm audit exited {rc}: {text}");
+        Assert.Contains("6 checked, 0 mismatches", text, StringComparison.Ordinal);
+
+        // Tamper with every stored score of a copy of the store (straight SQL, as an operator or a bug might).
+        var copy = shared.CopyStore(Path.Combine(shared.Run.Folder, $"tampered-{Guid.NewGuid():N}.db"));
+        using (var c = new SqliteConnection($"Data Source={copy};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = """
+                UPDATE artifacts SET json = json_set(json, '$.score',
+                    CASE WHEN json_extract(json, '$.score') IS NULL THEN 3.0 WHEN json_extract(json, '$.score') >= 3 THEN 0.0 ELSE 5.0 END)
+                WHERE kind = 'judgement' AND run_id = $run
+                """;
+            cmd.Parameters.AddWithValue("$run", shared.RunId);
+            Assert.True(cmd.ExecuteNonQuery() > 0);
+        }
+        (rc, text) = await shared.Run.Harness.CliAsync(TimeSpan.FromMinutes(5), "audit", shared.RunId, "--sample", "6", "--store", "sqlite://" + copy);
+        output.WriteLine(text);
+        Assert.True(rc != 0, $"srlm audit of a tampered store exited 0: {text}");
+        Assert.Contains("6 checked, 6 mismatches", text, StringComparison.Ordinal);
+        Assert.Contains("score stored", text, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Journal_consumed_matches_published_lineage_reaches_the_seed_data_and_every_checkpoint_changed_the_weights()
+    {
+        fixture.Require();
+        var shared = await fixture.CompletedRunAsync(output);
+        var store = await shared.Run.StoreAsync();
+        var published = await store.QueryJournalAsync(new JournalQuery { RunId = shared.RunId, Direction = JournalDirection.Published });
+        var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = shared.RunId, Direction = JournalDirection.Consumed });
+
+        // Nothing consumed that was not published; every published message reached every endpoint that consumes its type.
+        var publishedIds = published.Select(e => e.MessageId).ToHashSet(StringComparer.Ordinal);
+        Assert.All(consumed, e => Assert.True(publishedIds.Contains(e.MessageId), $"consumed {e.MessageType} {e.MessageId} on {e.Endpoint} was never published"));
+        var consumedKeys = consumed.Select(e => (e.MessageId, e.Endpoint)).ToHashSet();
+        var endpoints = consumed.GroupBy(e => e.MessageType).ToDictionary(g => g.Key, g => g.Select(e => e.Endpoint).Distinct().ToList());
+        foreach (var p in published.GroupBy(e => e.MessageId).Select(g => g.First()))
+        {
+            if (!endpoints.TryGetValue(p.MessageType, out var eps)) continue;
+            foreach (var ep in eps)
+                Assert.True(consumedKeys.Contains((p.MessageId, ep)), $"published {p.MessageType} {p.MessageId} was never consumed on {ep}");
+        }
+        string[] pipeline = ["RunStarted", "IterationStarted", "GeneratePrompts", "GenerateResponses", "JudgeCandidate", "CandidateJudged", "PairsReady", "CheckpointReady", "EvaluateCheckpoint"];
+        Assert.All(pipeline, t => Assert.Contains("Srlm.Contracts." + t, endpoints.Keys));
+        var unconsumed = published.Select(e => e.MessageType).Distinct().Except(endpoints.Keys).Order().ToList();
+        output.WriteLine($"{published.Count} published, {consumed.Count} consumed; published types no service consumes: {string.Join(", ", unconsumed)}");
+        Assert.All(unconsumed, t => Assert.Contains(t, new[] { "Srlm.Contracts.RunCompleted", "Srlm.Contracts.CheckpointEvaluated" }));
+
+        // Lineage of the last checkpoint, through the CLI: M3 <- M2 <- M1, DPO steps with their pairs and judgements, down to the seed files.
+        var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(shared.RunId));
+        var last = checkpoints.MaxBy(c => c.Iteration)!;
+        var (rc, text) = await shared.Run.Harness.CliAsync(TimeSpan.FromMinutes(1), "lineage", last.Id, "--json");
+        Assert.True(rc == 0, $"srlm lineage exited {rc}: {text}");
+        using var doc = JsonDocument.Parse(text[text.IndexOf('[', StringComparison.Ordinal)..]);
+        var nodes = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(3, nodes.Count);
+        foreach (var n in nodes.Take(2))
+        {
+            Assert.Equal("dpo", n.GetProperty("origin").GetString());
+            Assert.True(n.GetProperty("pairs").GetInt32() > 0 && n.GetProperty("judgements").GetInt64() > 0, $"{n}");
+        }
+        var root = nodes[^1];
+        Assert.Null(root.GetProperty("parent_checkpoint_id").GetString());
+        var seeds = root.GetProperty("seed_blobs").EnumerateArray().Select(b => b.GetString()!).ToList();
+        Assert.Equal(2, seeds.Count); // IFT and EFT
+        foreach (var sha in seeds) Assert.NotNull(await store.GetBlobAsync(sha));
+        for (int i = 0; i + 1 < nodes.Count; i++)
+        {
+            Assert.Equal(nodes[i + 1].GetProperty("checkpoint_id").GetString(), nodes[i].GetProperty("parent_checkpoint_id").GetString());
+            Assert.NotEqual(nodes[i + 1].GetProperty("weights_sha256").GetString(), nodes[i].GetProperty("weights_sha256").GetString());
+        }
+
+        // The recorded sha256 is the file's: recomputed from the checkpoint store, and different from the parent's.
+        foreach (var c in checkpoints)
+        {
+            var weights = c.Files.Single(f => f.Path == "model.safetensors");
+            await using (var f = File.OpenRead(Path.Combine(c.Location, weights.Path)))
+                Assert.Equal(weights.Sha256, Convert.ToHexStringLower(await SHA256.HashDataAsync(f)));
+            if (c.ParentCheckpointId is null) continue;
+            var parent = checkpoints.Single(p => p.Id == c.ParentCheckpointId);
+            Assert.NotEqual(parent.Files.Single(f => f.Path == "model.safetensors").Sha256, weights.Sha256);
+        }
+    }
+
+    private static async Task<Dictionary<string, int>> ConsumedPerTypeAsync(IArtifactStore store, string runId) =>
+        (await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed }))
+        .GroupBy(e => e.MessageType).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+
+    /// <summary>Message id -> MassTransit's fault reason header of every message in an _error queue (looked at, then put back).</summary>
+    private static async Task<Dictionary<string, string>> ParkedReasonsAsync(string amqpUri, string errorQueue)
+    {
+        var reasons = new Dictionary<string, string>(StringComparer.Ordinal);
+        await using var connection = await RabbitQueues.ConnectAsync(BusOptions.Parse(amqpUri), "srlm-fault-test");
+        await using var channel = await connection.CreateChannelAsync();
+        var tags = new List<ulong>();
+        while (await channel.BasicGetAsync(errorQueue, autoAck: false) is { } got)
+        {
+            tags.Add(got.DeliveryTag);
+            var headers = got.BasicProperties.Headers ?? new Dictionary<string, object?>();
+            string Header(string key) => headers.TryGetValue(key, out var v) ? v switch { byte[] b => Encoding.UTF8.GetString(b), null => "", _ => v.ToString() ?? "" } : "";
+            reasons[got.BasicProperties.MessageId ?? $"tag {got.DeliveryTag}"] = $"{Header("MT-Reason")} {Header("MT-Fault-ExceptionType")}: {Header("MT-Fault-Message")}".Trim(' ', ':');
+        }
+        foreach (var tag in tags) await channel.BasicNackAsync(tag, multiple: false, requeue: true);
+        return reasons;
+    }
+
+    /// <summary>The step of the newest complete training state under the jobs folder (0 when none).</summary>
+    private static int SavedStep(string jobsDirectory)
+    {
+        if (!Directory.Exists(jobsDirectory)) return 0;
+        return Directory.GetFiles(jobsDirectory, "latest", SearchOption.AllDirectories)
+            .Select(f => File.ReadAllText(f).Trim())
+            .Select(name => name.StartsWith("step-", StringComparison.Ordinal) && int.TryParse(name[5..], out var s) ? s : 0)
+            .DefaultIfEmpty(0).Max();
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var d in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, d)));
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(f, Path.Combine(to, Path.GetRelativePath(from, f)));
+    }
+}
