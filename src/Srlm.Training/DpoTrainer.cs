@@ -119,6 +119,12 @@ public static partial class DpoTrainer
             var (rc, rr) = Reference(micro, microPairs);
             var both = PolicyLogps(policy, microPairs); // (2m)
             var (losses, stats) = DpoLoss.Compute(both.narrow(0, 0, m), both.narrow(0, m, m), rc, rr, options.Beta);
+            if (options.NllWeight > 0)
+            {
+                // + alpha * NLL of the chosen answer per token (its summed log-prob over its length).
+                var lengths = tensor(microPairs.Select(p => (float)p.Chosen.Length).ToArray()).to(both.device);
+                losses = losses + (-both.narrow(0, 0, m) / lengths) * options.NllWeight;
+            }
             var loss = losses.sum() / normalizer;
             if (backward) loss.backward();
             long tokens = microPairs.Sum(p => (long)p.Prompt.Length * 2 + p.Chosen.Length + p.Rejected.Length);

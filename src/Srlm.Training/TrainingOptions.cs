@@ -162,9 +162,15 @@ public sealed record DpoOptions : TrainerOptions
     /// <summary>Precomputed reference log-probs (default: only the policy in memory) or a live frozen reference.</summary>
     public ReferenceMode Reference { get; init; } = ReferenceMode.Precomputed;
 
+    /// <summary>Weight alpha of a negative log-likelihood term on the chosen answer, per token, added to each
+    /// pair's DPO loss (Pang et al. 2024, "Iterative Reasoning Preference Optimization"): it keeps the chosen
+    /// answer's likelihood from falling while the margin grows. 0 (default) = plain DPO, eq. 7.</summary>
+    public double NllWeight { get; init; }
+
     public override void Validate()
     {
         base.Validate();
         if (Beta <= 0) throw new ArgumentException($"training option {nameof(Beta)} = {Beta}: must be > 0");
+        if (NllWeight < 0) throw new ArgumentException($"training option {nameof(NllWeight)} = {NllWeight}: must be >= 0");
     }
 }

@@ -40,7 +40,7 @@ public sealed class LibraryTrainingRunner : ITrainingJobRunner
 
     public static SftOptions SftOptionsOf(RunSpec spec, long seed) => Map(new SftOptions(), spec.Training.Sft, spec, seed);
 
-    public static DpoOptions DpoOptionsOf(RunSpec spec, long seed) => Map(new DpoOptions(), spec.Training.Dpo, spec, seed) with { Beta = spec.Training.Dpo.Beta };
+    public static DpoOptions DpoOptionsOf(RunSpec spec, long seed) => Map(new DpoOptions(), spec.Training.Dpo, spec, seed) with { Beta = spec.Training.Dpo.Beta, NllWeight = spec.Training.Dpo.NllWeight };
 
     private static T Map<T>(T o, TrainerSpec t, RunSpec spec, long seed) where T : Srlm.Training.TrainerOptions => o with
     {

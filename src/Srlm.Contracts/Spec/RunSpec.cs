@@ -282,6 +282,10 @@ public sealed record SftSpec : TrainerSpec
 public sealed record DpoSpec : TrainerSpec
 {
     public double Beta { get; init; } = 0.1;
+
+    /// <summary>Weight of a per-token NLL term on the chosen answer added to the DPO loss (Pang et al. 2024);
+    /// 0 = plain DPO (the paper).</summary>
+    public double NllWeight { get; init; }
     public override double LearningRate { get; init; } = 5e-6;
     public override double MinLearningRate { get; init; } = 5e-7;
     public override double Dropout { get; init; } = 0.0;

@@ -20,6 +20,32 @@ public class TrainerTests
     };
 
     [Fact]
+    public void Nll_weight_adds_the_chosen_answers_per_token_nll_to_the_dpo_loss_and_keeps_its_likelihood_up()
+    {
+        using var dir = new Tiny.TempDir();
+        var one = Tiny.PreferenceTask(1, 9);
+        var single = Dpo with { BatchSize = 1, MicroBatchSize = 1, MaxSteps = 1, LogEverySteps = 1, WarmupSteps = 0 };
+        List<IReadOnlyDictionary<string, double>> Rows(DpoOptions o, string name, IReadOnlyList<TokenizedPair> data)
+        {
+            using var model = Tiny.Model();
+            var rows = new List<TrainingProgress>();
+            DpoTrainer.Train(model, data, o, new TrainingStateStore(dir.Sub(name)), "t", "f", progress: new SyncProgress(rows));
+            return rows.Where(r => r.Kind == "train").Select(r => r.Metrics).ToList();
+        }
+        var plain = Rows(single, "plain", one)[0];
+        var withNll = Rows(single with { NllWeight = 0.5 }, "nll", one)[0];
+        // Step 1's loss is measured before the update, on identical weights: the difference is exactly alpha * NLL / tokens.
+        double expected = plain["loss"] + 0.5 * (-plain["logps/chosen"] / one[0].Chosen.Length);
+        Assert.Equal(expected, withNll["loss"], 4);
+        Assert.Equal(plain["logps/chosen"], withNll["logps/chosen"], 5);
+
+        var data = Tiny.PreferenceTask(32, 4);
+        var lastPlain = Rows(Dpo with { Epochs = 3 }, "plain-long", data)[^1];
+        var lastNll = Rows(Dpo with { Epochs = 3, NllWeight = 1.0 }, "nll-long", data)[^1];
+        Assert.True(lastNll["logps/chosen"] > lastPlain["logps/chosen"], $"chosen log-prob with NLL {lastNll["logps/chosen"]:F3}, plain {lastPlain["logps/chosen"]:F3}");
+    }
+
+    [Fact]
     public void Collate_masks_the_prompt_and_the_padding()
     {
         var (ids, labels, mask) = TokenLogProbs.Collate([new([1, 5, 6], [7, 2]), new([1, 9], [2])]);
