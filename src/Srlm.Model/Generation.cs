@@ -242,10 +242,10 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
             // The nucleus usually lies in the top 256: check every row's top-256 mass covers top-p, else sort all.
             // Both paths compute the same leading probabilities and cumulative sums, so the draw is the same.
             var (topValues, topIndices) = scaled.topk(256, dim: -1, largest: true, sorted: true);
-            var topProbs = (topValues - lse).exp_();
+            var topProbs = TensorMath.Sub(topValues, lse).exp_();
             if (topProbs.sum(-1).ge(o.TopP).all().item<bool>()) k = 256;
             if (k == 256) { probs = topProbs; indices = topIndices; }
-            else { var (values, idx) = scaled.sort(-1, descending: true); probs = (values - lse).exp_(); indices = idx; }
+            else { var (values, idx) = scaled.sort(-1, descending: true); probs = TensorMath.Sub(values, lse).exp_(); indices = idx; }
         }
         else if (k < v)
         {
@@ -255,7 +255,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         else
         {
             var (values, idx) = scaled.sort(-1, descending: true);
-            probs = (values - lse).exp_(); indices = idx;
+            probs = TensorMath.Sub(values, lse).exp_(); indices = idx;
         }
         if (o.TopP < 1.0)
         {

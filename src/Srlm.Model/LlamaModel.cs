@@ -127,10 +127,10 @@ public sealed class LlamaDecoderLayer : nn.Module
         using var scope = NewDisposeScope();
         var a = self_attn.forward(input_layernorm.forward(x), cos, sin, mask, causal, cache);
         if (training && _residualDropout > 0) a = F.dropout(a, _residualDropout, true);
-        var h = x + a;
+        var h = TensorMath.Add(x, a);
         var m = mlp.forward(post_attention_layernorm.forward(h));
         if (training && _residualDropout > 0) m = F.dropout(m, _residualDropout, true);
-        return (h + m).MoveToOuterDisposeScope();
+        return TensorMath.Add(h, m).MoveToOuterDisposeScope();
     }
 }
 

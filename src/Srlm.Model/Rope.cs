@@ -84,6 +84,6 @@ public static class Rope
         using var rotated = cat([neg, x1], -1);
         using var a = x * cos;
         using var b = rotated * sin;
-        return a + b;
+        return TensorMath.Add(a, b);
     }
 }
