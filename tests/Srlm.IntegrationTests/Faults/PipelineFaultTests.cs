@@ -131,7 +131,9 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Contains($"claimed job {job.Id} (attempt 2, step {job.Step})", log, StringComparison.Ordinal);
         var trained = log.Split('\n').Single(l => l.Contains($"job {job.Id} trained", StringComparison.Ordinal));
         Assert.Contains("resumed from saved state: True", trained, StringComparison.Ordinal);
-        Assert.Equal(3, (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId))).Count);
+        var stored = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal(3, stored.Count(c => c.IsMain));   // M1, M2, M3
+        Assert.Equal(2, stored.Count(c => !c.IsMain));  // the smoke spec's control arm: C2, C3
         await run.AssertEveryCandidateHasKJudgementsAsync();
     }
 
@@ -338,7 +340,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
 
         // Lineage of the last checkpoint, through the CLI: M3 <- M2 <- M1, DPO steps with their pairs and judgements, down to the seed files.
         var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(shared.RunId));
-        var last = checkpoints.MaxBy(c => c.Iteration)!;
+        var last = checkpoints.Where(c => c.IsMain).MaxBy(c => c.Iteration)!; // M3, not the control arm's C3
         var (rc, text) = await shared.Run.Harness.CliAsync(TimeSpan.FromMinutes(1), "lineage", last.Id, "--json");
         Assert.True(rc == 0, $"srlm lineage exited {rc}: {text}");
         using var doc = JsonDocument.Parse(text[text.IndexOf('[', StringComparison.Ordinal)..]);
