@@ -31,11 +31,13 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         await run.StartServicesAsync(judges: 2);
         var victim = run.Service("judge-0");
         var pid = victim.Pid ?? throw new InvalidOperationException("judge-0 is not running");
-        await run.StartRunAsync();
+        // 16 prompts x 4 candidates = 64 JudgeCandidate messages an iteration: more than the two replicas' prefetch
+        // windows (16 each) hold, so some wait in the queue while both windows are full.
+        await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["per_iteration"] = 16));
 
         // judge-0 has acknowledged some JudgeCandidate messages (journaled as consumed by its pid, which happens just
         // before the ack) and holds unacknowledged ones: with both replicas consuming and messages still READY in the
-        // queue, the broker has filled every consumer's prefetch window (8), so judge-0 holds its window unacknowledged.
+        // queue, the broker has filled every consumer's prefetch window (16), so judge-0 holds its window unacknowledged.
         // (rabbitmqctl's per-channel counts would say it directly, but take tens of seconds on a busy machine.)
         int acknowledged = 0;
         Srlm.Messaging.Broker.QueueDepth? queue = null;
