@@ -111,16 +111,16 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
             : new("letters", false, r.Length == 0 ? "no letters" : $"letter {Show(r[bad])} not allowed"));
 
         criteria.Add(r.Length > 0 && r[0] == s.First
-            ? new("first", true, $"first {s.First} ok")
-            : new("first", false, $"first {(r.Length > 0 ? Show(r[0]) : "none")} not {s.First}"));
+            ? new("first", true, $"first {s.First} asked {s.First} ok")
+            : new("first", false, $"first {(r.Length > 0 ? Show(r[0]) : "none")} asked {s.First} no"));
 
         criteria.Add(r.Length > 0 && r[^1] == s.Last
-            ? new("last", true, $"last {s.Last} ok")
-            : new("last", false, $"last {(r.Length > 0 ? Show(r[^1]) : "none")} not {s.Last}"));
+            ? new("last", true, $"last {s.Last} asked {s.Last} ok")
+            : new("last", false, $"last {(r.Length > 0 ? Show(r[^1]) : "none")} asked {s.Last} no"));
 
         criteria.Add(r.Length == s.Length
-            ? new("length", true, $"length {r.Length} ok")
-            : new("length", false, $"length {r.Length} not {s.Length}"));
+            ? new("length", true, $"length {r.Length} asked {s.Length} ok")
+            : new("length", false, $"length {r.Length} asked {s.Length} no"));
 
         int broken = -1;
         for (int i = 1; i < r.Length && broken < 0; i++)

@@ -24,14 +24,14 @@ public class CheckerTests
     }
 
     [Theory]
-    [InlineData("cfkm", 3, "last m not t")]          // stops early: wrong last letter and length
-    [InlineData("cfkmpt", 4, "length 6 not 5")]      // runs on: one letter too many
+    [InlineData("cfkm", 3, "last m asked t no")]          // stops early: wrong last letter and length
+    [InlineData("cfkmpt", 4, "length 6 asked 5 no")]      // runs on: one letter too many
     [InlineData("cfmkt", 4, "order breaks at k")]    // two letters swapped
     [InlineData("cfkqt", 4, "letter q not allowed")] // a letter that was not offered
-    [InlineData("tfkmc", 2, "first t not c")]        // reversed ends
+    [InlineData("tfkmc", 2, "first t asked c no")]        // reversed ends
     [InlineData("CFKMT", 2, "letter C not allowed")] // capitals are not the offered letters
-    [InlineData("c f t", 4, "length 3 not 5")]
-    [InlineData("I do not know", 0, "first I not c")]
+    [InlineData("c f t", 4, "length 3 asked 5 no")]
+    [InlineData("I do not know", 0, "first I asked c no")]
     public void Letters_checker_rejects_wrong_answers_with_the_rubric_score(string answer, int score, string evidence)
     {
         var g = _letters.CheckKnown(Letters, answer);
@@ -46,7 +46,7 @@ public class CheckerTests
     public void Letters_judgement_lists_each_criterion_with_a_running_total()
     {
         var g = _letters.CheckKnown(Letters, "cfkm");
-        Assert.Equal("c1 f2 k3 m4: letters ok 1, first c ok 2, last m not t 2, length 4 not 5 2, order ok 3.\nScore: 3", g.Judgement);
+        Assert.Equal("c1 f2 k3 m4: letters ok 1, first c asked c ok 2, last m asked t no 2, length 4 asked 5 no 2, order ok 3.\nScore: 3", g.Judgement);
     }
 
     [Theory]
