@@ -84,13 +84,20 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
     public string Solve(string instruction, TaskRng rng)
     {
         var s = Parse(instruction) ?? throw new ArgumentException($"not a letters instruction: {instruction}", nameof(instruction));
-        var between = s.Letters.Distinct().Where(c => c > s.First && c < s.Last).Order().ToList();
-        if (s.Length < 2 || !s.Letters.Contains(s.First) || !s.Letters.Contains(s.Last) || between.Count < s.Length - 2)
-            throw new ArgumentException($"letters instruction has no answer: {instruction}", nameof(instruction));
-        rng.Shuffle(between);
-        var middle = between.Take(s.Length - 2).Order();
-        return Spaced(s.First + new string(middle.ToArray()) + s.Last);
+        return Spaced(SolveLetters(s, rng) ?? throw new ArgumentException($"letters instruction has no answer: {instruction}", nameof(instruction)));
     }
+
+    /// <summary>A random right answer without spaces, or null when the instruction has none.</summary>
+    private static string? SolveLetters(Spec s, TaskRng rng)
+    {
+        var between = Between(s);
+        if (s.Length < 2 || !s.Letters.Contains(s.First) || !s.Letters.Contains(s.Last) || between.Count < s.Length - 2) return null;
+        rng.Shuffle(between);
+        return s.First + new string(between.Take(s.Length - 2).Order().ToArray()) + s.Last;
+    }
+
+    /// <summary>The offered letters strictly between the asked first and last, in order.</summary>
+    private static List<char> Between(Spec s) => s.Letters.Distinct().Where(c => c > s.First && c < s.Last).Order().ToList();
 
     public Grade? Check(string instruction, string response) =>
         Parse(instruction) is { } s ? Grade(s, response) : null;
@@ -150,7 +157,7 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
                 if (rng.Chance(0.3)) Edit(n, s, rng);
                 return Spaced(n.ToString());
             }
-            var w = new StringBuilder(Solve(instruction, rng).Replace(" ", "", StringComparison.Ordinal));
+            var w = new StringBuilder(SolveLetters(s, rng) ?? throw new ArgumentException($"letters instruction has no answer: {instruction}", nameof(instruction)));
             int edits = rng.Between(1, 4);
             for (int e = 0; e < edits; e++) Edit(w, s, rng);
             return Spaced(w.ToString());
@@ -181,7 +188,7 @@ public sealed partial class LettersTask(LettersOptions? options = null) : ITaskF
     /// asked; null when the instruction leaves no room for that.</summary>
     private static string? NearMiss(Spec s, TaskRng rng)
     {
-        var between = s.Letters.Distinct().Where(c => c > s.First && c < s.Last).Order().ToList();
+        var between = Between(s);
         var options = new[] { -2, -1, 1, 2 }.Where(d => s.Length - 2 + d >= 0 && s.Length - 2 + d <= between.Count).ToList();
         if (options.Count == 0) return null;
         int middle = s.Length - 2 + rng.Pick(options);

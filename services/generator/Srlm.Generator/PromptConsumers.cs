@@ -195,8 +195,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
         if (missing.Count > 0)
         {
             var model = await models.GetAsync(m.CheckpointId, ct);
-            var s = spec.Responses.Sampling;
-            var requests = missing.Select(i => new GenerationRequest(prompt.Text, Ids.Seed(spec.Seed, "candidate", RecordIds.SeedKey(m.RunId, Ids.Candidate(m.PromptId, i))), s.Temperature, s.TopP, s.MaxNewTokens)).ToList();
+            var requests = missing.Select(i => Judging.CandidateRequest(spec, m.RunId, m.PromptId, prompt.Text, i)).ToList();
             var results = await model.GenerateAsync(requests, ct);
             for (int j = 0; j < missing.Count; j++)
             {

@@ -15,6 +15,15 @@ public static class Judging
     public static long SeedOf(RunSpec spec, string runId, string candidateId, int sample) =>
         Ids.Seed(spec.Seed, "judge", RecordIds.SeedKey(runId, Ids.Judgement(candidateId, sample)));
 
+    /// <summary>Candidate <paramref name="index"/> of a prompt, sampled with the spec's response settings and a seed
+    /// from (run seed, <paramref name="stream"/>, candidate id): "candidate" for the main arm, "control-candidate"
+    /// for the control arm, so the two arms never share a random stream.</summary>
+    public static GenerationRequest CandidateRequest(RunSpec spec, string runId, string promptId, string promptText, int index, string stream = "candidate")
+    {
+        var s = spec.Responses.Sampling;
+        return new(promptText, Ids.Seed(spec.Seed, stream, RecordIds.SeedKey(runId, Ids.Candidate(promptId, index))), s.Temperature, s.TopP, s.MaxNewTokens);
+    }
+
     public static GenerationRequest Request(RunSpec spec, string runId, string instruction, string response, string candidateId, int sample) =>
         new(JudgePrompt.Format(spec.Judge.Template, instruction, response), SeedOf(spec, runId, candidateId, sample),
             spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens);

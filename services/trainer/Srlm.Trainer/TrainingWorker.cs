@@ -206,9 +206,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
             var model = await models.GetAsync(inputId, ct);
             int n = spec.Responses.N;
-            var s = spec.Responses.Sampling;
-            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => new Judge.GenerationRequest(p.Text,
-                Ids.Seed(spec.Seed, "control-candidate", RecordIds.SeedKey(job.RunId, Ids.Candidate(p.Id, i))), s.Temperature, s.TopP, s.MaxNewTokens))).ToList();
+            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => Judge.Judging.CandidateRequest(spec, job.RunId, p.Id, p.Text, i, "control-candidate"))).ToList();
             var texts = await model.GenerateAsync(requests, ct);
             var pairs = new List<TextPair>();
             for (int p = 0; p < prompts.Count; p++)
