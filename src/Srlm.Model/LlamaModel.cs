@@ -13,12 +13,12 @@ namespace Srlm.Model;
 public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight; // (C)
-    private readonly double _eps;
+    private readonly Scalar _eps;      // held for the module's life: an implicit Scalar can be finalized mid-call
 
     public LlamaRMSNorm(long size, double eps) : base(nameof(LlamaRMSNorm))
     {
         weight = new Parameter(ones(size));
-        _eps = eps;
+        _eps = eps.ToScalar();
         RegisterComponents();
     }
 
@@ -26,10 +26,20 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32);
-        var inv = h.square().mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // (..., 1)
-        var normed = h * inv;
+        // h * h rather than square(): the same values (pow 2 is computed as a product) without an implicit Scalar.
+        var inv = h.mul(h).mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // (..., 1)
+        var normed = h.mul(inv);
         if (normed.dtype != x.dtype) normed = normed.to(x.dtype);
-        return normed.mul_(weight).MoveToOuterDisposeScope();
+        // Out of place: an in-place mul_ would make autograd keep a copy of normed for the weight's gradient.
+        var y = normed.mul(weight);
+        GC.KeepAlive(_eps);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _eps.Dispose();
+        base.Dispose(disposing);
     }
 }
 
@@ -51,10 +61,17 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var g = gate_proj.forward(x);
-        using var a = F.silu(g, inplace: true);
         using var u = up_proj.forward(x);
-        using var h = a.mul_(u);
-        return down_proj.forward(h);
+        if (!is_grad_enabled())
+        {
+            using var a = F.silu(g, inplace: true);
+            using var h = a.mul_(u);
+            return down_proj.forward(h);
+        }
+        // With autograd, in-place silu_ and mul_ make it keep copies of the overwritten values for the backward.
+        using var act = F.silu(g);
+        using var prod = act.mul(u);
+        return down_proj.forward(prod);
     }
 }
 
@@ -81,15 +98,16 @@ public sealed class LlamaAttention : nn.Module
 
     /// <param name="x">(B, T, C)</param>
     /// <param name="mask">bool (B|1, 1, T, S), true = may attend; null with <paramref name="causal"/> = plain causal</param>
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    /// <param name="signedSin">sin with its first half negated (<see cref="Rope.SignedSin"/>), like cos (B, 1, T, D)</param>
+    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, H, T, D)
         var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
-        q = Rope.Apply(q, cos, sin);
-        k = Rope.Apply(k, cos, sin);
+        q = Rope.Apply(q, cos, signedSin);
+        k = Rope.Apply(k, cos, signedSin);
         if (cache is not null) (k, v) = cache.Append(_layer, k, v);               // (B, KvH, S, D)
         if (_kvHeads != _heads)
         {
@@ -122,10 +140,10 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        var a = self_attn.forward(input_layernorm.forward(x), cos, sin, mask, causal, cache);
+        var a = self_attn.forward(input_layernorm.forward(x), cos, signedSin, mask, causal, cache);
         if (training && _residualDropout > 0) a = F.dropout(a, _residualDropout, true);
         var h = TensorMath.Add(x, a);
         var m = mlp.forward(post_attention_layernorm.forward(h));
@@ -153,10 +171,10 @@ public sealed class LlamaModel : nn.Module
 
     public Tensor Embed(Tensor inputIds) => embed_tokens.forward(inputIds);
 
-    public Tensor forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask, bool causal, KvCache? cache)
+    public Tensor forward(Tensor h, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        foreach (var layer in layers) h = layer.forward(h, cos, sin, mask, causal, cache);
+        foreach (var layer in layers) h = layer.forward(h, cos, signedSin, mask, causal, cache);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 }
@@ -170,7 +188,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
 
     public LlamaConfig Config { get; }
 
-    // (P, 2D) float32: [cos | sin] for positions 0..P-1, grown on demand; not a parameter or buffer (HF stores none).
+    // (P, 2D) float32: [cos | signed sin] (Rope.SignedSin) for positions 0..P-1, grown on demand; not a parameter
+    // or buffer (HF stores none).
     private Tensor? _ropeTable;
 
     public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
@@ -227,14 +246,16 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         {
             if (attentionMask is not null)
             {
-                var pos = attentionMask.to(ScalarType.Int64).cumsum(1).sub_(1).clamp_min_(0); // (B, P+T)
+                using var one = 1.ToScalar();
+                using var zero = 0.ToScalar();
+                var pos = attentionMask.to(ScalarType.Int64).cumsum(1).sub_(one).clamp_min_(zero); // (B, P+T)
                 positionIds = pos.narrow(1, past, t);
             }
             else positionIds = arange(past, total, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(b, t);
         }
 
         var h = model.Embed(inputIds); // (B, T, C)
-        var (cos, sin) = CosSin(positionIds, h.dtype, total);
+        var (cos, signedSin) = CosSin(positionIds, h.dtype, total);
 
         Tensor? mask = null;
         bool causal = false;
@@ -255,24 +276,28 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             }
         }
 
-        var hidden = model.forward(h, cos, sin, mask, causal, cache); // (B, T, C)
+        var hidden = model.forward(h, cos, signedSin, mask, causal, cache); // (B, T, C)
         cache?.Advance(t);
         if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
         var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V)
         return logits.MoveToOuterDisposeScope();
     }
 
-    /// <summary>cos, sin (B, 1, T, D) for the positions; from a cached table unless the scaling depends on length.</summary>
-    private (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, ScalarType dtype, long total)
+    /// <summary>cos and signed sin (B, 1, T, D) for the positions; from a cached table unless the scaling depends on length.</summary>
+    private (Tensor Cos, Tensor SignedSin) CosSin(Tensor positionIds, ScalarType dtype, long total)
     {
-        if (Config.RopeScaling.Kind == "dynamic") return Rope.CosSin(Config, positionIds, dtype, total);
+        if (Config.RopeScaling.Kind == "dynamic")
+        {
+            var (cos, sin) = Rope.CosSin(Config, positionIds, dtype, total);
+            return (cos, Rope.SignedSin(sin));
+        }
         if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != positionIds.device_type)
         {
             long size = Math.Max(Math.Max(total, Config.MaxPositionEmbeddings), (_ropeTable?.shape[0] ?? 0) * 2);
             using var scope = NewDisposeScope();
             var pos = arange(0, size, dtype: ScalarType.Int64, device: positionIds.device).unsqueeze(0); // (1, P)
             var (c, s) = Rope.CosSin(Config, pos, ScalarType.Float32, size);                            // (1, 1, P, D)
-            var table = cat([c, s], -1).view(size, -1).contiguous();
+            var table = cat([c, Rope.SignedSin(s)], -1).view(size, -1).contiguous();
             _ropeTable?.Dispose();
             _ropeTable = table.DetachFromDisposeScope();
         }

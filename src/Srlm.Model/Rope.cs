@@ -74,16 +74,26 @@ public static class Rope
         return (cos.to(dtype).MoveToOuterDisposeScope(), sin.to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>x * cos + rotate_half(x) * sin, for x (B, H, T, D).</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>sin with its first half negated, so that rotate_half(x) * sin == roll(x, D/2) * SignedSin(sin):
+    /// rotate_half(x) = [-x2, x1] and roll(x, D/2) = [x2, x1]. Computed once per forward, used by every layer.</summary>
+    public static Tensor SignedSin(Tensor sin)
+    {
+        long half = sin.shape[^1] / 2;
+        using var first = sin.narrow(-1, 0, half);
+        using var second = sin.narrow(-1, half, half);
+        using var negated = first.neg();
+        return cat([negated, second], -1);
+    }
+
+    /// <summary>x * cos + rotate_half(x) * sin for x (B, H, T, D), given <paramref name="signedSin"/> = SignedSin(sin):
+    /// one roll, one product and one fused multiply-add (forward and backward), where rotate_half took a negation,
+    /// a concatenation and slices whose gradients are zero-filled copies.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         long half = x.shape[^1] / 2;
-        using var x1 = x.narrow(-1, 0, half);
-        using var x2 = x.narrow(-1, half, half);
-        using var neg = x2.neg();
-        using var rotated = cat([neg, x1], -1);
-        using var a = x * cos;
-        using var b = rotated * sin;
-        return TensorMath.Add(a, b);
+        using var rolled = x.roll(half, -1); // [x2, x1]
+        using var one = 1.ToScalar();
+        var y = x.mul(cos);
+        return y.addcmul_(rolled, signedSin, one);
     }
 }

@@ -41,13 +41,19 @@ public static class TokenLogProbs
     }
 
     /// <summary>Per-token log p(label) (B, T-1) from logits (B, T, V) of the collated ids.</summary>
+    /// <remarks>The loss runs over all T positions of the contiguous logits, the last one with an ignored label, and
+    /// drops that column afterwards: slicing the logits first copied all of them (and the slice's gradient was a
+    /// zero-filled copy of them again), while every row's log-softmax is the same either way.</remarks>
     public static Tensor TokenLogps(Tensor logits, Tensor labels)
     {
         using var scope = NewDisposeScope();
         long b = logits.shape[0], t = logits.shape[1], v = logits.shape[2];
-        var pred = logits.narrow(1, 0, t - 1).reshape(b * (t - 1), v);       // (B*(T-1), V)
-        var nll = F.cross_entropy(pred, labels.reshape(-1), reduction: nn.Reduction.None); // fused log-softmax + gather
-        return (-nll).view(b, t - 1).MoveToOuterDisposeScope();
+        const long ignored = -100;
+        using var ignoredValue = ignored.ToScalar();
+        var padded = cat([labels, full(b, 1, ignoredValue, ScalarType.Int64, labels.device)], 1); // (B, T)
+        var flat = logits.is_contiguous() ? logits.view(b * t, v) : logits.reshape(b * t, v); // (B*T, V)
+        var nll = F.cross_entropy(flat, padded.view(-1), ignore_index: ignored, reduction: nn.Reduction.None); // fused log-softmax + gather
+        return nll.view(b, t).narrow(1, 0, t - 1).neg().MoveToOuterDisposeScope();
     }
 
     /// <summary>Summed completion log-probabilities (B) from logits (B, T, V).</summary>
