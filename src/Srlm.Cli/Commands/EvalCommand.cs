@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using Srlm.Model;
 using Srlm.Tasks;
@@ -36,23 +35,9 @@ public sealed class EvalCommand : ICommand
         if (maxNew < 1) throw new UsageException("--max-new-tokens must be at least 1");
         if (samples < 0) throw new UsageException("--samples must be 0 or more");
 
-        var instructions = new List<string>();
-        int lineNo = 0;
-        foreach (var line in File.ReadLines(file))
-        {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(line);
-                instructions.Add(doc.RootElement.GetProperty("instruction").GetString() ?? throw new KeyNotFoundException());
-            }
-            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-            {
-                throw new UsageException($"{file}:{lineNo}: expected a JSON object with a string field \"instruction\"");
-            }
-            if (instructions.Count >= maxItems) break;
-        }
+        List<string> instructions;
+        try { instructions = SeedBuilder.ReadJsonl(file).Take(maxItems).Select(r => r.Instruction).ToList(); }
+        catch (FormatException e) { throw new UsageException(e.Message); }
         if (instructions.Count == 0) throw new UsageException($"{file}: no instructions");
 
         if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { } t && int.TryParse(t, out var n) && n > 0) TorchSharp.torch.set_num_threads(n);

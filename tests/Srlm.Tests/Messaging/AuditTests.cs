@@ -11,7 +11,7 @@ namespace Srlm.Tests.Messaging;
 
 /// <summary>`srlm audit` against judgements written by the real judge consumer (in-memory bus, SQLite, a tiny
 /// scratch checkpoint): re-running them gives 0 mismatches; a tampered stored score is found.</summary>
-[Collection("srlm console")]
+[Collection("console")]
 public sealed class AuditTests
 {
     private const string Spec = """
@@ -65,13 +65,8 @@ public sealed class AuditTests
 
         // The verb itself: same store, its own process-level wiring; exit 1 and the summary line.
         await host.Host.StopAsync();
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        Console.SetOut(o);
-        int code;
-        try { code = await Srlm.Cli.CommandLine.RunAsync(["audit", "audit", "--sample", "8", "--store", "sqlite://" + Path.Combine(folder, "srlm.db")]); }
-        finally { Console.SetOut(stdout); Console.SetError(stderr); }
+        var (code, stdout, _) = await CliConsole.RunAsync("audit", "audit", "--sample", "8", "--store", "sqlite://" + Path.Combine(folder, "srlm.db"));
         Assert.Equal(1, code);
-        Assert.Contains("8 checked, 1 mismatches", o.ToString());
+        Assert.Contains("8 checked, 1 mismatches", stdout);
     }
 }

@@ -6,11 +6,8 @@ using Srlm.Storage;
 
 namespace Srlm.Tests.Messaging;
 
-[CollectionDefinition("srlm console", DisableParallelization = true)]
-public sealed class ConsoleCollection;
-
 /// <summary>The operator verbs run through the real dispatcher against a real SQLite store (--store).</summary>
-[Collection("srlm console")]
+[Collection("console")]
 public sealed class OpsCommandTests : IAsyncLifetime
 {
     private readonly string _folder = Directory.CreateTempSubdirectory("srlm-ops-").FullName;
@@ -29,16 +26,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
         try { Directory.Delete(_folder, true); } catch (IOException) { }
     }
 
-    private static async Task<(int Code, string Out, string Err)> Srlm(params string[] args)
-    {
-        var (stdout, stderr) = (Console.Out, Console.Error);
-        using var o = new StringWriter();
-        using var e = new StringWriter();
-        Console.SetOut(o);
-        Console.SetError(e);
-        try { return (await CommandLine.RunAsync(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(stdout); Console.SetError(stderr); }
-    }
+    private static Task<(int Code, string Out, string Err)> Srlm(params string[] args) => CliConsole.RunAsync(args);
 
     [Fact]
     public async Task Status_reports_every_per_iteration_count_from_the_store()

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Srlm.Cli;
 using Srlm.Model;
 using Srlm.Tasks;
 
@@ -9,14 +8,7 @@ namespace Srlm.Tests.Model;
 [Collection("console")]
 public class EvalCommandTests
 {
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var oldOut = Console.Out; var oldErr = Console.Error;
-        var o = new StringWriter(); var e = new StringWriter();
-        Console.SetOut(o); Console.SetError(e);
-        try { return (await CommandLine.RunAsync(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => CliConsole.RunAsync(args);
 
     private static (string Model, string HeldOut, List<string> Instructions) Fixture(string name)
     {

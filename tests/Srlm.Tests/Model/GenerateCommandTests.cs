@@ -1,23 +1,12 @@
-using Srlm.Cli;
 using Srlm.Model;
 
 namespace Srlm.Tests.Model;
-
-[CollectionDefinition("console", DisableParallelization = true)]
-public class ConsoleCollection;
 
 /// <summary>srlm generate and srlm bench, run in-process with stdout and stderr captured.</summary>
 [Collection("console")]
 public class GenerateCommandTests
 {
-    private static async Task<(int Code, string Out, string Err)> Run(params string[] args)
-    {
-        var oldOut = Console.Out; var oldErr = Console.Error;
-        var o = new StringWriter(); var e = new StringWriter();
-        Console.SetOut(o); Console.SetError(e);
-        try { return (await CommandLine.RunAsync(args), o.ToString(), e.ToString()); }
-        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
-    }
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => CliConsole.RunAsync(args);
 
     private static string Saved(long seed)
     {
