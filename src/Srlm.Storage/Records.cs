@@ -166,6 +166,11 @@ public sealed record CandidateRecord : IArtifact
     public required string CheckpointId { get; init; }
     public long Seed { get; init; }
     public int TokenCount { get; init; }
+    /// <summary>Tokens of the templated prompt, measured by the generating model's tokenizer (null in
+    /// records written before it was stored: the pairbuilder then asks the model).</summary>
+    public int? PromptTokens { get; init; }
+    /// <summary>The generating model's context length (null in older records, as above).</summary>
+    public int? ContextLength { get; init; }
     public DateTimeOffset? CreatedAt { get; init; }
     string IArtifact.LogicalKey => $"candidate/{PromptId}/{Index}";
     string? IArtifact.ParentId => PromptId;

@@ -197,6 +197,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
             var model = await models.GetAsync(m.CheckpointId, ct);
             var requests = missing.Select(i => Judging.CandidateRequest(spec, m.RunId, m.PromptId, prompt.Text, i)).ToList();
             var results = await model.GenerateAsync(requests, ct);
+            int promptTokens = model.CountPromptTokens(prompt.Text); // untruncated, as the pair rules count it
             for (int j = 0; j < missing.Count; j++)
             {
                 int i = missing[j];
@@ -204,6 +205,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
                 {
                     Id = Ids.Candidate(m.PromptId, i), RunId = m.RunId, Iteration = m.Iteration, PromptId = m.PromptId, Index = i,
                     Text = results[j].Text, CheckpointId = m.CheckpointId, Seed = requests[j].Seed, TokenCount = results[j].CompletionTokens,
+                    PromptTokens = promptTokens, ContextLength = model.ContextLength,
                 }, ct);
             }
             LogCandidates(log, m.RunId, m.Iteration, m.PromptId, missing.Count);

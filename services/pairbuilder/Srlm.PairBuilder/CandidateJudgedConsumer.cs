@@ -36,9 +36,18 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             }
             var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
                          ?? throw new MalformedMessageException($"CandidateJudged {context.MessageId}: prompt {m.PromptId} is not stored");
-            var model = await models.GetAsync(m.CheckpointId, ct);
-            int promptTokens = model.CountPromptTokens(prompt.Text);
-            int maxTokens = spec.Pairs.MaxTokens ?? spec.Training.ContextLength ?? model.ContextLength;
+            // The generator stores what the token rule needs on each candidate, so a pairbuilder loads no
+            // model; records written before that fall back to the model's tokenizer.
+            var first = candidates[0];
+            int promptTokens, contextLength;
+            if (first is { PromptTokens: int pt, ContextLength: int cl })
+                (promptTokens, contextLength) = (pt, cl);
+            else
+            {
+                var model = await models.GetAsync(m.CheckpointId, ct);
+                (promptTokens, contextLength) = (model.CountPromptTokens(prompt.Text), model.ContextLength);
+            }
+            int maxTokens = spec.Pairs.MaxTokens ?? spec.Training.ContextLength ?? contextLength;
             var decision = PairRules.Decide(judged, promptTokens, maxTokens, spec.Pairs);
             await SettleAsync(m.RunId, m.Iteration, m.PromptId, decision, promptTokens, maxTokens, ct);
         }
