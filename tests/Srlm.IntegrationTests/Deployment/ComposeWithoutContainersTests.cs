@@ -58,8 +58,13 @@ public sealed class ComposeWithoutContainersTests(DeploymentFixture fixture, ITe
         var total = Stopwatch.StartNew();
         var (_, env, folder) = await PrepareAsync("judge", "srlm-compose-");
         var compose = fixture.RequireCompose();
-        foreach (var s in ServiceBinaries.Services) // one environment for all four, as the compose anchor gives them
-            Assert.Equal(env, DeploymentFixture.ProcessEnvironment(compose, s, fixture.RequireBroker().AmqpPort, folder, []));
+        // One environment for all four, as the compose anchor gives them; the trainer adds its state folder (a volume).
+        static Dictionary<string, string> Shared(Dictionary<string, string> e) => e.Where(kv => kv.Key != "SRLM_JOBS_DIR").ToDictionary();
+        foreach (var s in ServiceBinaries.Services)
+            Assert.Equal(Shared(env), Shared(DeploymentFixture.ProcessEnvironment(compose, s, fixture.RequireBroker().AmqpPort, folder, [])));
+        var trainerEnv = DeploymentFixture.ProcessEnvironment(compose, "trainer", fixture.RequireBroker().AmqpPort, folder, []);
+        Assert.True(trainerEnv.ContainsKey("SRLM_JOBS_DIR"), "docker-compose.yml gives the trainer no SRLM_JOBS_DIR (its resumable state would not survive a recreated container)");
+        var trainerJobs = new Dictionary<string, string> { ["SRLM_JOBS_DIR"] = trainerEnv["SRLM_JOBS_DIR"] };
         var password = BusOptions.Parse(env["SRLM_BUS"]).Password;
         var services = new[] { "generator", "judge", "judge", "pairbuilder", "trainer" };
         // The containers would run on a host with cores to spare; here all five processes share this machine. libtorch
@@ -76,7 +81,7 @@ public sealed class ComposeWithoutContainersTests(DeploymentFixture fixture, ITe
         await using var harness = new ServiceHarness(env, folder) { CliDll = PublishedServices.CliDll };
         var processes = new List<ServiceProcess>();
         foreach (var s in services)
-            processes.Add(harness.Start(s, dll: PublishedServices.HostDll(s)));
+            processes.Add(harness.Start(s, s == "trainer" ? trainerJobs : null, dll: PublishedServices.HostDll(s)));
         var judgePids = processes.Where(p => p.Name.StartsWith("judge-", StringComparison.Ordinal)).Select(p => p.Pid!.Value).ToList();
         var sw = Stopwatch.StartNew();
         foreach (var p in processes)
@@ -97,6 +102,8 @@ public sealed class ComposeWithoutContainersTests(DeploymentFixture fixture, ITe
         await using (var store = await StoreFactory.OpenArtifactStoreAsync(env["SRLM_STORE"]))
         {
             Assert.Equal(RunState.Completed, (await store.GetRunAsync(runId))!.State);
+            Assert.True(Directory.Exists(trainerJobs["SRLM_JOBS_DIR"]) && Directory.EnumerateDirectories(trainerJobs["SRLM_JOBS_DIR"]).Any(),
+                $"the trainer kept no job state in SRLM_JOBS_DIR {trainerJobs["SRLM_JOBS_DIR"]}");
             var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed });
             foreach (var pid in judgePids)
             {
