@@ -69,10 +69,16 @@ public static partial class DpoTrainer
     /// </summary>
     public static TrainingRun Train(LlamaForCausalLM policy, IReadOnlyList<TokenizedPair> pairs, DpoOptions options,
         TrainingStateStore store, string jobId, string fingerprint, LlamaForCausalLM? liveReference = null,
-        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default, IReadOnlyList<TokenizedSequence>? replay = null)
     {
         options.Validate();
         if (pairs.Count == 0) throw new ArgumentException("no preference pairs to train on");
+        replay ??= [];
+        if (options.ReplayPerPair > 0 && replay.Count == 0) throw new ArgumentException($"ReplayPerPair = {options.ReplayPerPair} but no replay examples were given");
+        // Pair i replays examples order[(i * R + r) % count], r < R: a fixed, seeded assignment, so a resumed
+        // job replays exactly what an uninterrupted one would.
+        var replayOrder = Enumerable.Range(0, replay.Count).ToArray();
+        new DeterministicRandom(unchecked((ulong)options.Seed) ^ 0x5EED_2E91A7UL).Shuffle(replayOrder);
         if (liveReference is null != (options.Reference == ReferenceMode.Precomputed))
             throw new ArgumentException($"options.Reference = {options.Reference} but a live reference was {(liveReference is null ? "not " : "")}given");
 
@@ -123,11 +129,24 @@ public static partial class DpoTrainer
             {
                 // + alpha * NLL of the chosen answer per token (its summed log-prob over its length).
                 var lengths = tensor(microPairs.Select(p => (float)p.Chosen.Length).ToArray()).to(both.device);
-                losses = losses + (-both.narrow(0, 0, m) / lengths) * options.NllWeight;
+                using var alpha = options.NllWeight.ToScalar();
+                losses = losses + (-both.narrow(0, 0, m) / lengths) * alpha;
             }
             var loss = losses.sum() / normalizer;
-            if (backward) loss.backward();
             long tokens = microPairs.Sum(p => (long)p.Prompt.Length * 2 + p.Chosen.Length + p.Rejected.Length);
+            if (backward && options.ReplayPerPair > 0 && options.ReplayWeight > 0)
+            {
+                // Training only: validation compares DPO losses, with or without replay.
+                var seqs = micro.SelectMany(i => Enumerable.Range(0, options.ReplayPerPair)
+                    .Select(r => replay[replayOrder[(int)(((long)i * options.ReplayPerPair + r) % replay.Count)]])).ToList();
+                var (ids, labels, mask) = TokenLogProbs.Collate(seqs);
+                var summed = TokenLogProbs.Summed(policy.Forward(ids), labels, mask);
+                var lengths = tensor(seqs.Select(q => (float)q.Completion.Length).ToArray()).to(summed.device);
+                using var weight = (options.ReplayWeight / normalizer).ToScalar();
+                loss = loss + (-(summed / lengths)).sum() * weight;
+                tokens += seqs.Sum(q => (long)q.Prompt.Length + q.Completion.Length);
+            }
+            if (backward) loss.backward();
             return new MicroResult(loss.ToDouble(), tokens, stats);
         }
 

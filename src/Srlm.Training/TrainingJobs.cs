@@ -38,6 +38,8 @@ public sealed record DpoJob
     public required string JobId { get; init; }
     public required string ParentCheckpoint { get; init; }
     public required IReadOnlyList<PreferencePair> Pairs { get; init; }
+    /// <summary>SFT examples replayed beside the pairs (<see cref="DpoOptions.ReplayPerPair"/> per pair).</summary>
+    public IReadOnlyList<SftExample> Replay { get; init; } = [];
     public DpoOptions Options { get; init; } = new();
     public required string StateDirectory { get; init; }
     public required string OutputDirectory { get; init; }
@@ -255,10 +257,14 @@ public static partial class DpoTrainer
         var (pairs, given, tooLong) = Tokenize(lm, job.Pairs, JobRunner.MaxLength(job.Options, lm.Config));
         if (pairs.Count == 0)
             throw new InvalidOperationException($"DPO job {job.JobId}: no pairs left to train on ({tooLong} of {job.Pairs.Count} longer than the context)");
+        if (job.Options.ReplayPerPair > 0 && job.Replay.Count == 0)
+            throw new ArgumentException($"DPO job {job.JobId}: ReplayPerPair = {job.Options.ReplayPerPair} but the job has no replay examples");
+        var replay = job.Options.ReplayPerPair > 0 ? SftTrainer.Tokenize(lm, job.Replay, JobRunner.MaxLength(job.Options, lm.Config)) : [];
         var parentHashes = JobRunner.WeightHashes(job.ParentCheckpoint);
         var fingerprint = JobRunner.Fingerprint("dpo", job.Options, parentHashes, h =>
         {
             foreach (var p in pairs) { JobRunner.AddIds(h, p.Prompt); JobRunner.AddIds(h, p.Chosen); JobRunner.AddIds(h, p.Rejected); }
+            foreach (var e in replay) { JobRunner.AddIds(h, e.Prompt); JobRunner.AddIds(h, e.Completion); }
         });
         var store = new TrainingStateStore(job.StateDirectory);
         if (given is not null && store.TryReadFile(ReferenceFile) is null)
@@ -266,7 +272,7 @@ public static partial class DpoTrainer
         LanguageModel? reference = job.Options.Reference == ReferenceMode.Live ? JobRunner.LoadParent(job.ParentCheckpoint, 0) : null;
         try
         {
-            var run = Train(lm.Model, pairs, job.Options, store, job.JobId, fingerprint, reference?.Model, progress, cancel);
+            var run = Train(lm.Model, pairs, job.Options, store, job.JobId, fingerprint, reference?.Model, progress, cancel, replay);
             return JobRunner.WriteOutput("dpo", job.JobId, job.ParentCheckpoint, job.DatasetId, job.OutputDirectory,
                 lm, parentConfig, job.Options, run, store, parentHashes, tooLong);
         }

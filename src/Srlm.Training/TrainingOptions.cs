@@ -167,10 +167,21 @@ public sealed record DpoOptions : TrainerOptions
     /// answer's likelihood from falling while the margin grows. 0 (default) = plain DPO, eq. 7.</summary>
     public double NllWeight { get; init; }
 
+    /// <summary>Replay: SFT examples (the job's <see cref="DpoJob.Replay"/>, in the pipeline the run's IFT + EFT
+    /// seed data) trained on beside each pair, this many per pair, with a per-token NLL loss. It keeps what
+    /// SFT taught and the pairs do not exercise (judging, for a self-rewarding model) from being forgotten.
+    /// 0 (default) = none, as in the paper.</summary>
+    public int ReplayPerPair { get; init; }
+
+    /// <summary>Weight of each replayed example's per-token NLL in its pair's loss. Default 1.</summary>
+    public double ReplayWeight { get; init; } = 1.0;
+
     public override void Validate()
     {
         base.Validate();
         if (Beta <= 0) throw new ArgumentException($"training option {nameof(Beta)} = {Beta}: must be > 0");
         if (NllWeight < 0) throw new ArgumentException($"training option {nameof(NllWeight)} = {NllWeight}: must be >= 0");
+        if (ReplayPerPair < 0) throw new ArgumentException($"training option {nameof(ReplayPerPair)} = {ReplayPerPair}: must be >= 0");
+        if (ReplayWeight < 0) throw new ArgumentException($"training option {nameof(ReplayWeight)} = {ReplayWeight}: must be >= 0");
     }
 }

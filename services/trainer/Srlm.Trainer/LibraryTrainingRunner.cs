@@ -32,6 +32,7 @@ public sealed class LibraryTrainingRunner : ITrainingJobRunner
             result = await DpoTrainer.RunAsync(new DpoJob
             {
                 JobId = input.JobId, ParentCheckpoint = input.InputCheckpointDir, Pairs = pairs, Options = DpoOptionsOf(input.Spec, input.Seed),
+                Replay = (input.Replay ?? []).Select((e, i) => new SftExample(e.Prompt, e.Completion, $"{input.JobId}#replay{i}")).ToList(),
                 StateDirectory = input.StateDir, OutputDirectory = input.OutputDir, DatasetId = input.DatasetId,
             }, reporter, ct);
         }
@@ -40,7 +41,11 @@ public sealed class LibraryTrainingRunner : ITrainingJobRunner
 
     public static SftOptions SftOptionsOf(RunSpec spec, long seed) => Map(new SftOptions(), spec.Training.Sft, spec, seed);
 
-    public static DpoOptions DpoOptionsOf(RunSpec spec, long seed) => Map(new DpoOptions(), spec.Training.Dpo, spec, seed) with { Beta = spec.Training.Dpo.Beta, NllWeight = spec.Training.Dpo.NllWeight };
+    public static DpoOptions DpoOptionsOf(RunSpec spec, long seed) => Map(new DpoOptions(), spec.Training.Dpo, spec, seed) with
+    {
+        Beta = spec.Training.Dpo.Beta, NllWeight = spec.Training.Dpo.NllWeight,
+        ReplayPerPair = spec.Training.Dpo.ReplayPerPair, ReplayWeight = spec.Training.Dpo.ReplayWeight,
+    };
 
     private static T Map<T>(T o, TrainerSpec t, RunSpec spec, long seed) where T : Srlm.Training.TrainerOptions => o with
     {

@@ -30,6 +30,8 @@ public sealed record TrainingJobInput
 
     public IReadOnlyList<TextExample>? Sft { get; init; }
     public IReadOnlyList<TextPair>? Dpo { get; init; }
+    /// <summary>DPO only: SFT examples replayed beside the pairs (spec.training.dpo.replay_per_pair).</summary>
+    public IReadOnlyList<TextExample>? Replay { get; init; }
 }
 
 /// <summary>One metrics row of a running job (names as the training library reports them).</summary>

@@ -286,6 +286,14 @@ public sealed record DpoSpec : TrainerSpec
     /// <summary>Weight of a per-token NLL term on the chosen answer added to the DPO loss (Pang et al. 2024);
     /// 0 = plain DPO (the paper).</summary>
     public double NllWeight { get; init; }
+
+    /// <summary>Seed examples (the run's IFT + EFT, as SFT saw them) trained on beside each pair with a
+    /// per-token NLL, this many per pair; 0 = none (the paper). Keeps the judging skill SFT taught from
+    /// being forgotten while DPO trains only answers.</summary>
+    public int ReplayPerPair { get; init; }
+
+    /// <summary>Weight of each replayed example's per-token NLL.</summary>
+    public double ReplayWeight { get; init; } = 1.0;
     public override double LearningRate { get; init; } = 5e-6;
     public override double MinLearningRate { get; init; } = 5e-7;
     public override double Dropout { get; init; } = 0.0;

@@ -187,6 +187,8 @@ public static class RunSpecValidator
             Check(spec.Pairs.MaxTokens is null or >= 2, "pairs.max_tokens", "must be >= 2");
             Check(spec.Pairs.MinMargin >= 0, "pairs.min_margin", "must be >= 0");
             Check(spec.Training?.Dpo is null || spec.Training.Dpo.NllWeight >= 0, "training.dpo.nll_weight", "must be >= 0");
+            Check(spec.Training?.Dpo is null || spec.Training.Dpo.ReplayPerPair >= 0, "training.dpo.replay_per_pair", "must be >= 0");
+            Check(spec.Training?.Dpo is null || spec.Training.Dpo.ReplayWeight >= 0, "training.dpo.replay_weight", "must be >= 0");
             if (spec.Pairs.LengthControl is null) errors.Add("spec.pairs.length_control: must be an object");
             else Check(spec.Pairs.LengthControl.Margin >= 0, "pairs.length_control.margin", "must be >= 0");
         }
