@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Srlm.Model.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -237,45 +238,87 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
     {
         if (o.Temperature == 0) return logits.argmax(-1);
         int rows = (int)logits.shape[0], v = (int)logits.shape[1];
-        float[] probs;
-        using (var temperature = o.Temperature.ToScalar())
-        using (var scaled = logits.div(temperature))
-        using (var p = scaled.softmax(-1, ScalarType.Float32))
-            probs = p.data<float>().ToArray(); // (rows * V), each row normalised on its own
+        using var scope = NewDisposeScope();
+        using var temperature = o.Temperature.ToScalar();
+        var p = logits.div(temperature).softmax(-1, ScalarType.Float32).cpu().contiguous();
+        // (rows * V), each row normalised on its own; read in place: data<float>().ToArray() copied element by
+        // element and took 3 ms of a 35 ms batch-16 decode step.
+        var probs = MemoryMarshal.Cast<byte, float>(p.bytes);
         var next = new long[rows];
-        var scratch = new float[v];
+        var scratch = new Nucleus.Scratch(v);
         for (int i = 0; i < rows; i++)
         {
             // A finished row draws nothing, so its stream stays aligned with its tokens; its input is ignored.
             if (finished[i] is not null) continue;
-            var row = new ReadOnlySpan<float>(probs, i * v, v);
+            var row = probs.Slice(i * v, v);
             double u = random[i].NextDouble();
             next[i] = Nucleus.Draw(row, o.TopK, o.TopP, u, scratch);
         }
-        return tensor(next);
+        return tensor(next).MoveToOuterDisposeScope();
     }
 }
 
 /// <summary>Top-k / top-p thresholds by selection (expected linear time) over one row of probabilities.</summary>
 internal static class Nucleus
 {
+    // Top-p buckets: a positive float's bits increase with its value, so bits >> 19 (exponent and the top 4
+    // mantissa bits: 16 buckets per octave) orders the values by bucket; probabilities <= 1 stay below 2032.
+    private const int BucketShift = 19, Buckets = 2048;
+
+    /// <summary>Work arrays for <see cref="Draw"/>, reused across the rows of a step.</summary>
+    public sealed class Scratch(int vocab)
+    {
+        public readonly float[] Values = new float[vocab];
+        public readonly double[] BucketMass = new double[Buckets];
+    }
+
+    private static int Bucket(float x) => Math.Min((int)(BitConverter.SingleToUInt32Bits(x) >> BucketShift), Buckets - 1);
+
     /// <summary>The token drawn with uniform <paramref name="u"/> from the top-k, then top-p, set of <paramref name="p"/>.</summary>
-    public static int Draw(ReadOnlySpan<float> p, int topK, double topP, double u, float[] scratch)
+    public static int Draw(ReadOnlySpan<float> p, int topK, double topP, double u, Scratch scratch)
     {
         int v = p.Length;
         float floor = 0f; // tokens with p < floor are out; 0 keeps every token
         if (topK > 0 && topK < v)
         {
-            p.CopyTo(scratch);
-            floor = KthLargest(scratch.AsSpan(0, v), topK);
+            p.CopyTo(scratch.Values);
+            floor = KthLargest(scratch.Values.AsSpan(0, v), topK);
         }
-        if (topP < 1.0)
+        if (topP < 1.0 && floor > 0f)
         {
+            // After top-k few tokens are left: select among them.
             int n = 0;
             double mass = 0;
+            var values = scratch.Values;
             for (int j = 0; j < v; j++)
-                if (p[j] >= floor) { scratch[n++] = p[j]; mass += p[j]; }
-            floor = Math.Max(floor, MassThreshold(scratch.AsSpan(0, n), topP * mass));
+                if (p[j] >= floor) { values[n++] = p[j]; mass += p[j]; }
+            floor = Math.Max(floor, MassThreshold(values.AsSpan(0, n), topP * mass));
+        }
+        else if (topP < 1.0)
+        {
+            // The mass of each bucket in one pass; walking the buckets from the top finds the one where the kept
+            // mass reaches p, and only that bucket's values go through the exact selection (a selection over the
+            // whole vocabulary was most of the sampling time of a batch-16 step).
+            var bucketMass = scratch.BucketMass;
+            Array.Clear(bucketMass);
+            double mass = 0;
+            for (int j = 0; j < v; j++)
+            {
+                float x = p[j];
+                bucketMass[Bucket(x)] += x;
+                mass += x;
+            }
+            double need = topP * mass, above = 0;
+            int b = Buckets - 1;
+            while (b > 0 && above + bucketMass[b] < need) above += bucketMass[b--];
+            int n = 0;
+            var values = scratch.Values;
+            for (int j = 0; j < v; j++)
+            {
+                float x = p[j];
+                if (Bucket(x) == b) values[n++] = x;
+            }
+            floor = MassThreshold(values.AsSpan(0, n), need - above);
         }
         double total = 0;
         for (int j = 0; j < v; j++) if (p[j] >= floor) total += p[j];
