@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
 using Srlm.Model.Tokenization;
 using TorchSharp;
@@ -278,7 +279,8 @@ internal static class Nucleus
     public static int Draw(ReadOnlySpan<float> p, int topK, double topP, double u, Scratch scratch)
     {
         int v = p.Length;
-        float floor = 0f; // tokens with p < floor are out; 0 keeps every token
+        float floor = 0f;     // tokens with p < floor are out; 0 keeps every token
+        double? kept = null;  // the mass of the kept tokens when a path below has it
         if (topK > 0 && topK < v)
         {
             p.CopyTo(scratch.Values);
@@ -319,19 +321,55 @@ internal static class Nucleus
                 if (Bucket(x) == b) values[n++] = x;
             }
             floor = MassThreshold(values.AsSpan(0, n), need - above);
+            for (int k = 0; k < n; k++) if (values[k] >= floor) above += values[k];
+            if (n > 0) kept = above; // the kept mass: the buckets above, and the kept part of this one
         }
-        double total = 0;
-        for (int j = 0; j < v; j++) if (p[j] >= floor) total += p[j];
-        double target = u * total, acc = 0;
-        int last = -1;
-        for (int j = 0; j < v; j++)
+        double total = kept ?? KeptSum(p, floor);
+        return Walk(p, floor, u * total);
+    }
+
+    /// <summary>The sum of the values >= <paramref name="floor"/>, eight lanes at a time in double.</summary>
+    private static double KeptSum(ReadOnlySpan<float> p, float floor)
+    {
+        var lanes = MemoryMarshal.Cast<float, Vector<float>>(p);
+        var f = new Vector<float>(floor);
+        Vector<double> lo = Vector<double>.Zero, hi = Vector<double>.Zero;
+        foreach (var x in lanes)
         {
-            if (p[j] < floor) continue;
-            acc += p[j];
-            last = j;
+            Vector.Widen(Vector.ConditionalSelect(Vector.GreaterThanOrEqual(x, f), x, Vector<float>.Zero), out var l, out var h);
+            lo += l; hi += h;
+        }
+        double total = Vector.Sum(lo + hi);
+        for (int j = lanes.Length * Vector<float>.Count; j < p.Length; j++) if (p[j] >= floor) total += p[j];
+        return total;
+    }
+
+    /// <summary>The first kept token (value >= <paramref name="floor"/>) at which the running mass of the kept tokens,
+    /// in vocabulary order, exceeds <paramref name="target"/>: blocks whose kept mass stays below it are skipped
+    /// whole, the block that crosses it is walked token by token.</summary>
+    private static int Walk(ReadOnlySpan<float> p, float floor, double target)
+    {
+        var lanes = MemoryMarshal.Cast<float, Vector<float>>(p);
+        var f = new Vector<float>(floor);
+        double acc = 0;
+        int i = 0;
+        for (; i < lanes.Length; i++)
+        {
+            Vector.Widen(Vector.ConditionalSelect(Vector.GreaterThanOrEqual(lanes[i], f), lanes[i], Vector<float>.Zero), out var l, out var h);
+            double block = Vector.Sum(l + h);
+            if (acc + block > target) break;
+            acc += block;
+        }
+        int j = i * Vector<float>.Count; // the block that crosses the target, or the tail after the last whole block
+        for (; j < p.Length; j++)
+        {
+            float x = p[j];
+            if (x < floor) continue;
+            acc += x;
             if (acc > target) return j;
         }
-        return last; // rounding: target at the very top of the mass
+        for (j = p.Length - 1; j >= 0; j--) if (p[j] >= floor) return j; // rounding: target at the very top of the mass
+        return -1;
     }
 
     /// <summary>The k-th largest value (1-based) of <paramref name="a"/>, which is reordered.</summary>
