@@ -232,9 +232,10 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
     /// <summary>Picks the next token of every row: (rows, V) logits -> (rows) ids. Row i's draw uses only its own
     /// uniform from its own stream and its own row of probabilities, so its token does not depend on its neighbours.</summary>
     /// <remarks>Top-k keeps every token at least as likely as the k-th (ties kept, as HF's warper); top-p then keeps
-    /// the smallest set of the most likely remaining tokens whose mass reaches p (found by selection, not by
-    /// sorting the vocabulary: a full sort of 16 x 8192 logits was a quarter of a batched decode step), and the
-    /// token is drawn from that set renormalised, walking it in vocabulary order.</remarks>
+    /// the smallest set of the most likely remaining tokens whose mass reaches p (found through a histogram of the
+    /// mass and a selection inside one bucket, not by sorting the vocabulary: a full sort of 16 x 8192 logits was a
+    /// quarter of a batched decode step), and the token is drawn from that set renormalised, walking it in
+    /// vocabulary order.</remarks>
     public static Tensor Sample(Tensor logits, SamplingOptions o, SequenceRandom[] random, FinishReason?[] finished)
     {
         if (o.Temperature == 0) return logits.argmax(-1);
