@@ -260,7 +260,8 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
     }
 }
 
-/// <summary>Top-k / top-p thresholds by selection (expected linear time) over one row of probabilities.</summary>
+/// <summary>Top-k / top-p thresholds over one row of probabilities in linear time: a histogram over buckets ordered like
+/// the values finds the bucket holding the threshold, and a selection inside that bucket finds it exactly.</summary>
 internal static class Nucleus
 {
     // Top-p buckets: a positive float's bits increase with its value, so bits >> 19 (exponent and the top 4
@@ -272,6 +273,7 @@ internal static class Nucleus
     {
         public readonly float[] Values = new float[vocab];
         public readonly double[] BucketMass = new double[Buckets];
+        public readonly int[] BucketCount = new int[Buckets];
     }
 
     private static int Bucket(float x) => Math.Min((int)(BitConverter.SingleToUInt32Bits(x) >> BucketShift), Buckets - 1);
@@ -284,8 +286,21 @@ internal static class Nucleus
         double? kept = null;  // the mass of the kept tokens when a path below has it
         if (topK > 0 && topK < v)
         {
-            p.CopyTo(scratch.Values);
-            floor = KthLargest(scratch.Values.AsSpan(0, v), topK);
+            // Count the values per bucket; the k-th largest lies in the bucket where the count from the top
+            // reaches k, and only that bucket's values go through the selection.
+            var counts = scratch.BucketCount;
+            Array.Clear(counts);
+            for (int j = 0; j < v; j++) counts[Bucket(p[j])]++;
+            int b = Buckets - 1, above = 0;
+            while (b > 0 && above + counts[b] < topK) above += counts[b--];
+            int n = 0;
+            var values = scratch.Values;
+            for (int j = 0; j < v; j++)
+            {
+                float x = p[j];
+                if (Bucket(x) == b) values[n++] = x;
+            }
+            floor = KthLargest(values.AsSpan(0, n), topK - above);
         }
         if (topP < 1.0 && floor > 0f)
         {
