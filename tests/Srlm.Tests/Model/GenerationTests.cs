@@ -147,6 +147,72 @@ public class GenerationTests(ITestOutputHelper output)
         Assert.Equal(free.Text[..cut], withStop.Text);
     }
 
+    [Theory]
+    [InlineData(0.7, 0.9, 0)]
+    [InlineData(1.0, 0.5, 0)]
+    [InlineData(0.9, 0.95, 40)]
+    [InlineData(0.8, 1.0, 5)]
+    [InlineData(1.0, 1.0, 0)]
+    public void Sample_draws_what_a_sorted_top_k_then_top_p_reference_draws(double temperature, double topP, int topK)
+    {
+        // Flat to peaked rows, some with many tied values; a vocabulary that is not a multiple of the vector width.
+        const int v = 3001;
+        double[] spreads = [0.3, 0.65, 1, 3, 10];
+        using var g = new torch.Generator(42);
+        using var _ = no_grad();
+        var options = new SamplingOptions { Temperature = temperature, TopP = topP, TopK = topK };
+        int rows = 0, distinct = 0;
+        foreach (var spread in spreads)
+        {
+            using var scope = NewDisposeScope();
+            using var scale = spread.ToScalar();
+            var logits = randn([32, v], generator: g).mul_(scale);
+            logits.narrow(0, 0, 8).narrow(1, 0, v / 3).fill_(0.5); // ties, at the top for flat rows
+            var seeds = Enumerable.Range(0, 32).Select(i => SequenceRandom.Derive((ulong)rows, (ulong)i)).ToArray();
+            var drawn = TextGenerator.Sample(logits, options, seeds.Select(s => new SequenceRandom(s)).ToArray(), new FinishReason?[32]).data<long>().ToArray();
+            using var temp = temperature.ToScalar();
+            var probs = logits.div(temp).softmax(-1, ScalarType.Float32).data<float>().ToArray();
+            for (int i = 0; i < 32; i++)
+            {
+                int expected = ReferenceDraw(probs.AsSpan(i * v, v), topK, topP, new SequenceRandom(seeds[i]).NextDouble());
+                Assert.Equal(expected, (int)drawn[i]);
+                rows++;
+            }
+            distinct += drawn.Distinct().Count();
+        }
+        Assert.True(distinct > spreads.Length * 4, $"only {distinct} distinct tokens: the draws are not random");
+    }
+
+    /// <summary>Top-k (ties kept), then the smallest set of the most likely remaining tokens whose mass reaches
+    /// top-p of theirs (ties kept), then the token where the running kept mass in vocabulary order passes u.</summary>
+    private static int ReferenceDraw(ReadOnlySpan<float> p, int topK, double topP, double u)
+    {
+        var sorted = p.ToArray().OrderByDescending(x => x).ToArray();
+        float floor = topK > 0 && topK < p.Length ? sorted[topK - 1] : 0f;
+        if (topP < 1.0)
+        {
+            var kept = sorted.Where(x => x >= floor).ToArray();
+            double need = topP * kept.Sum(x => (double)x), mass = 0;
+            foreach (var x in kept)
+            {
+                mass += x;
+                if (mass >= need) { floor = x; break; }
+            }
+        }
+        double total = 0;
+        foreach (var x in p) if (x >= floor) total += x;
+        double target = u * total, acc = 0;
+        int last = -1;
+        for (int j = 0; j < p.Length; j++)
+        {
+            if (p[j] < floor) continue;
+            acc += p[j];
+            last = j;
+            if (acc > target) return j;
+        }
+        return last;
+    }
+
     [Fact]
     public void Live_tensor_count_does_not_grow_over_thousands_of_decode_steps()
     {
