@@ -33,9 +33,15 @@ public sealed record TrainingWorkerOptions
     /// optimizer step, while the heartbeat goes on, so a test's SIGKILL lands mid-job however fast the machine is.</summary>
     public int? HangAfterStep { get; init; }
 
+    /// <summary>Test hook (SRLM_TEST_HOLD_HANDOFF, a file path): once a job's checkpoints are stored, the worker holds
+    /// before publishing its hand-off (heartbeating) until this file exists, so a test can stop the broker exactly
+    /// between the two.</summary>
+    public string? HoldHandOffUntilFile { get; init; }
+
     /// <summary>The service host's options from its environment: SRLM_JOBS_DIR (state folder; every trainer
     /// replica of a deployment must see the same one to resume another's job), SRLM_JOB_STALE_S (seconds without a
-    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP (tests only).</summary>
+    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP and SRLM_TEST_HOLD_HANDOFF
+    /// (tests only).</summary>
     public static TrainingWorkerOptions FromEnvironment(Func<string, string?> get)
     {
         ArgumentNullException.ThrowIfNull(get);
@@ -52,6 +58,7 @@ public sealed record TrainingWorkerOptions
         if (get("SRLM_TEST_HANG_AFTER_STEP") is { Length: > 0 } hang)
             o = o with { HangAfterStep = int.TryParse(hang, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0 ? n
                 : throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_TEST_HANG_AFTER_STEP must be a positive integer, got '{hang}'") };
+        if (get("SRLM_TEST_HOLD_HANDOFF") is { Length: > 0 } hold) o = o with { HoldHandOffUntilFile = Path.GetFullPath(hold) };
         return o;
     }
 }
@@ -112,6 +119,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         var outputId = job.OutputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no output checkpoint");
         var inputId = job.InputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no input checkpoint");
         LogClaimed(log, job.RunId, job.Id, job.Attempts, job.Step);
+        long step = job.Step;
 
         if (await store.GetAsync<CheckpointRecord>(outputId, stoppingToken) is null)
         {
@@ -121,6 +129,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             var input = await BuildInputAsync(job, spec, inputDir, stateDir, stoppingToken);
             var result = await TrainAsync(job, input, Prefix(job), stateDir, stoppingToken);
             if (result is null) return;
+            step = result.Steps;
             var put = await checkpoints.PutAsync(outputId, result.OutputDirectory, stoppingToken);
             await store.PutAsync(new CheckpointRecord
             {
@@ -136,6 +145,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
         }
         if (job.Kind == JobKind.Dpo && spec.Control is not null && !await TrainControlAsync(job, spec, stoppingToken)) return;
+        if (!await HoldBeforeHandOffAsync(job, step, stoppingToken)) return;
 
         // Hand-off (repeated after a crash between these lines: the consumers are idempotent).
         await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, stoppingToken);
@@ -148,6 +158,21 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             await bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, stoppingToken);
         }
         await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+    }
+
+    /// <summary>The SRLM_TEST_HOLD_HANDOFF hook: waits, heartbeating, until the file exists. False when another worker
+    /// took the job over meanwhile.</summary>
+    private async Task<bool> HoldBeforeHandOffAsync(JobRecord job, long step, CancellationToken ct)
+    {
+        if (options.HoldHandOffUntilFile is not { } file || File.Exists(file)) return true;
+        LogHoldingHandOff(log, job.RunId, job.Id, file);
+        while (!File.Exists(file))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
+            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step, null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+        }
+        LogReleasedHandOff(log, job.RunId, job.Id);
+        return true;
     }
 
     /// <summary>Trains one model through the runner with heartbeats and metrics (named PREFIX/...); null when
@@ -326,6 +351,12 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     [LoggerMessage(EventId = 6015, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} hangs after step {Step} (SRLM_TEST_HANG_AFTER_STEP)")]
     private static partial void LogHanging(ILogger logger, string runId, string jobId, int step);
+
+    [LoggerMessage(EventId = 6016, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} holds before its hand-off until {File} exists (SRLM_TEST_HOLD_HANDOFF)")]
+    private static partial void LogHoldingHandOff(ILogger logger, string runId, string jobId, string file);
+
+    [LoggerMessage(EventId = 6017, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} released for its hand-off (SRLM_TEST_HOLD_HANDOFF)")]
+    private static partial void LogReleasedHandOff(ILogger logger, string runId, string jobId);
 
     [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} was taken over by another worker; stopped")]
     private static partial void LogLost(ILogger logger, string runId, string jobId);

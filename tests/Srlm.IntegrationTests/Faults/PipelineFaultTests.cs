@@ -272,6 +272,85 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task The_broker_down_when_a_DPO_job_finishes_its_hand_off_is_published_once_the_broker_is_back()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "handoff-outage", output);
+        // The trainer holds every job after storing its checkpoints and before publishing the hand-off, until this file
+        // exists: the broker goes down exactly in between, whatever the machine's speed.
+        var release = Path.Combine(run.Folder, "release-handoff");
+        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_HANDOFF"] = release });
+        var runId = await run.StartRunAsync();
+        var store = await run.StoreAsync();
+        var trainer = run.Service("trainer-0");
+
+        JobRecord? job = null;
+        await run.WaitUntilAsync(async () =>
+        {
+            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
+            return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before its hand-off", StringComparison.Ordinal);
+        }, RunTimeout, "the iteration-1 DPO job stored M2 and C2 and holds before its hand-off");
+        Assert.NotNull(await store.GetAsync<CheckpointRecord>(job!.OutputCheckpointId!));
+        Assert.Null(await store.GetAsync<IterationRecord>(Srlm.Judge.RecordIds.Iteration(runId, 2)));
+
+        await node.TerminateAsync();
+        var down = DateTimeOffset.UtcNow;
+        DateTimeOffset stillDown, up;
+        RunState whenDown;
+        JobState jobWhenDown;
+        try
+        {
+            File.WriteAllText(release, "");
+            run.Log("broker stopped; the trainer released into the outage");
+            await run.WaitUntilAsync(() => Task.FromResult(trainer.ReadLog().Contains($"job {job.Id} released for its hand-off", StringComparison.Ordinal)),
+                TimeSpan.FromMinutes(1), "the trainer publishes the hand-off while the broker is down");
+            // Long enough for a publish into the outage to fail (or the run to be failed for it) before the broker returns.
+            await Task.Delay(TimeSpan.FromSeconds(15));
+            whenDown = (await run.RunAsync()).State;
+            jobWhenDown = (await store.ListJobsAsync(runId)).Single(j => j.Id == job.Id).State;
+            run.Log($"after {(DateTimeOffset.UtcNow - down).TotalSeconds:F0} s without a broker: run {whenDown}, job {jobWhenDown}");
+            stillDown = DateTimeOffset.UtcNow;
+        }
+        finally
+        {
+            await node.StartAgainAsync(); // whatever happens, the other tests get their broker back
+            up = DateTimeOffset.UtcNow;
+            run.Log("broker started again");
+        }
+        Assert.True(whenDown == RunState.Running, $"the run ended {whenDown} while the broker was down: {(await run.RunAsync()).FailureReason}\n{trainer.ReadLog()}");
+        Assert.Equal(JobState.Running, jobWhenDown); // not completed before its hand-off was published, not failed for it
+
+        await run.AssertCompletesAsync(RunTimeout);
+        await run.WaitForQuiescenceAsync();
+        var done = (await store.ListJobsAsync(runId)).Single(j => j.Id == job.Id);
+        Assert.Equal(JobState.Completed, done.State);
+        Assert.Equal(1, done.Attempts); // the same worker published it: no restart, no takeover
+
+        // Each checkpoint and each iteration exactly once, and each hand-off message published once (the journal
+        // records a publish once the broker confirmed it); the iteration-1 hand-off only after the broker was back.
+        var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal(3, checkpoints.Count(c => c.IsMain));   // M1, M2, M3
+        Assert.Equal(2, checkpoints.Count(c => !c.IsMain));  // C2, C3
+        var iterations = await store.ListAsync<IterationRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal([1, 2], iterations.Select(i => i.Iteration).Order());
+        var published = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Published });
+        var iterationStarted = published.Where(e => e.MessageType == "Srlm.Contracts.IterationStarted").ToList();
+        Assert.Equal([1, 2], iterationStarted.Select(e => e.Iteration ?? 0).Order());
+        Assert.True(iterationStarted.Single(e => e.Iteration == 2).Time > stillDown, "IterationStarted(2) was journaled as published while the broker was down");
+        var checkpointReady = published.Where(e => e.MessageType == "Srlm.Contracts.CheckpointReady")
+            .Select(e => JsonDocument.Parse(e.BodyJson).RootElement.GetProperty("checkpointId").GetString()!).ToList();
+        foreach (var c in checkpoints)
+            Assert.True(checkpointReady.Count(id => id == c.Id) == 1, $"CheckpointReady({c.Id}) published {checkpointReady.Count(id => id == c.Id)} times");
+        Assert.Single(published, e => e.MessageType == "Srlm.Contracts.RunCompleted");
+        var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal(evaluations.Count, evaluations.Select(e => e.CheckpointId).Distinct().Count());
+        Assert.All(checkpoints, c => Assert.Contains(evaluations, e => e.CheckpointId == c.Id));
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+        Assert.Empty(await store.ListErrorsAsync(runId));
+        Assert.True(trainer.IsRunning, "the trainer exited");
+    }
+
+    [SkippableFact]
     public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
     {
         var node = fixture.Require();
