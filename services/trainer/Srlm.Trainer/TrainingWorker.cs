@@ -29,6 +29,10 @@ public sealed record TrainingWorkerOptions
     /// <summary>How often to look for jobs queued by other processes.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>The longest pause between two tries of a hand-off publish that failed (the broker down or restarting);
+    /// the pause starts at a second and doubles up to this.</summary>
+    public TimeSpan HandOffRetryMaxDelay { get; init; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Test hook (SRLM_TEST_HANG_AFTER_STEP): the training thread stops for good after reporting this
     /// optimizer step, while the heartbeat goes on, so a test's SIGKILL lands mid-job however fast the machine is.</summary>
     public int? HangAfterStep { get; init; }
@@ -77,8 +81,9 @@ public sealed class TrainingStatus
 /// restart, or a stale one of a dead worker), trains it through <see cref="ITrainingJobRunner"/> with
 /// resumable state under <see cref="TrainingWorkerOptions.JobsDirectory"/>, heartbeats and stores metrics while it
 /// trains, then stores the checkpoint (files, metadata, lineage), publishes CheckpointReady and
-/// IterationStarted(t+1) or RunCompleted, and completes the job. If it dies at any point, the next claim
-/// continues from the stored facts: a stored output checkpoint is never trained again.</summary>
+/// IterationStarted(t+1) or RunCompleted (retried while the broker is away), and only then completes the job. If it
+/// dies at any point, the next claim continues from the stored facts: a stored output checkpoint is never trained
+/// again, and a job whose hand-off was not out yet publishes it again.</summary>
 public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStore checkpoints, RunSpecCache specs, ITrainingJobRunner runner,
     IModelProvider models, IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ILogger<TrainingWorker> log) : BackgroundService
 {
@@ -110,6 +115,12 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     private async Task RunJobAsync(JobRecord job, CancellationToken stoppingToken)
     {
         var run = await store.GetRunAsync(job.RunId, stoppingToken);
+        if (run is { State: RunState.Completed } && job.OutputCheckpointId is { } done && await store.GetAsync<CheckpointRecord>(done, stoppingToken) is not null)
+        {
+            // The last job's hand-off was out and the run completed; the process died before the job was marked.
+            await store.CompleteJobAsync(job.Id, options.Owner, done, stoppingToken);
+            return;
+        }
         if (run is null || run.IsTerminal)
         {
             await store.FailJobAsync(job.Id, options.Owner, $"run {job.RunId} is {(run is null ? "unknown" : run.State.ToString().ToLowerInvariant())}", stoppingToken);
@@ -144,20 +155,58 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             ], stoppingToken);
             LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
         }
-        if (job.Kind == JobKind.Dpo && spec.Control is not null && !await TrainControlAsync(job, spec, stoppingToken)) return;
+        var handOff = new List<Func<CancellationToken, Task>>();
+        if (job.Kind == JobKind.Dpo && spec.Control is not null)
+        {
+            if (await TrainControlAsync(job, spec, stoppingToken) is not { } control) return;
+            handOff.Add(ct => bus.Publish(control, ct));
+        }
         if (!await HoldBeforeHandOffAsync(job, step, stoppingToken)) return;
 
-        // Hand-off (repeated after a crash between these lines: the consumers are idempotent).
-        await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, stoppingToken);
+        // Hand-off: the job stays running (and the run, after its last iteration) until every message of it is
+        // published, each retried while the broker is away. A crash before the end leaves the job to the next claim,
+        // which finds the checkpoints stored and publishes the hand-off again (the consumers are idempotent).
+        handOff.Add(ct => bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, ct));
         int next = job.Iteration + 1;
-        if (next <= spec.Iterations)
-            await bus.Publish(new IterationStarted { RunId = job.RunId, Iteration = next, CheckpointId = outputId }, stoppingToken);
-        else
-        {
-            await store.SetRunStateAsync(job.RunId, RunState.Completed, null, stoppingToken);
-            await bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, stoppingToken);
-        }
+        bool last = next > spec.Iterations;
+        handOff.Add(last
+            ? ct => bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, ct)
+            : ct => bus.Publish(new IterationStarted { RunId = job.RunId, Iteration = next, CheckpointId = outputId }, ct));
+        if (!await PublishHandOffAsync(job, step, handOff, stoppingToken)) return;
+        if (last) await store.SetRunStateAsync(job.RunId, RunState.Completed, null, stoppingToken);
         await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+    }
+
+    /// <summary>Publishes the hand-off messages in order, each once: a publish that fails or takes longer than half
+    /// of <see cref="TrainingWorkerOptions.StaleAfter"/> (the broker down, restarting or unreachable) is tried again
+    /// after a pause (1 s, doubling up to <see cref="TrainingWorkerOptions.HandOffRetryMaxDelay"/>) with a job heartbeat
+    /// in between, for as long as it takes: the checkpoints are stored, so the run waits for the broker rather than fail. False when another worker took the job over meanwhile (it publishes the hand-off).</summary>
+    private async Task<bool> PublishHandOffAsync(JobRecord job, long step, IReadOnlyList<Func<CancellationToken, Task>> messages, CancellationToken ct)
+    {
+        var delay = TimeSpan.FromSeconds(1);
+        int failures = 0;
+        for (int i = 0; i < messages.Count;)
+        {
+            try
+            {
+                // Each try is cut short well before the job would go stale: MassTransit holds a publish while it
+                // reconnects, and the heartbeat between tries keeps the job this worker's meanwhile.
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                attempt.CancelAfter(options.StaleAfter / 2);
+                await messages[i](attempt.Token);
+                i++;
+            }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                failures++;
+                LogHandOffRetry(log, job.RunId, job.Id, failures, delay.TotalSeconds, e.GetType().Name, e.Message);
+                await Task.Delay(delay, ct);
+                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step, null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.HandOffRetryMaxDelay.Ticks));
+            }
+        }
+        if (failures > 0) LogHandedOff(log, job.RunId, job.Id, failures);
+        return true;
     }
 
     /// <summary>The SRLM_TEST_HOLD_HANDOFF hook: waits, heartbeating, until the file exists. False when another worker
@@ -214,9 +263,10 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     /// <summary>The control arm of iteration t (spec.control): C_t (C1 = M1) samples N candidates for each
     /// prompt the main arm paired, exactly as the generator samples (same settings, seeds of their own); two
     /// distinct candidates per prompt become a pair whose order a seeded coin decides; DPO with the main arm's
-    /// options makes C_{t+1}, which is stored (origin "control") and announced for evaluation. Returns false
-    /// when another worker took the job over. A stored C_{t+1} is never trained again.</summary>
-    private async Task<bool> TrainControlAsync(JobRecord job, RunSpec spec, CancellationToken ct)
+    /// options makes C_{t+1}, which is stored (origin "control"). Returns its CheckpointReady (published with the
+    /// job's hand-off, for evaluation), or null when another worker took the job over. A stored C_{t+1} is never
+    /// trained again.</summary>
+    private async Task<CheckpointReady?> TrainControlAsync(JobRecord job, RunSpec spec, CancellationToken ct)
     {
         int t = job.Iteration;
         var outputId = Ids.ControlCheckpoint(job.RunId, t);
@@ -257,7 +307,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                     OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id + "/control")),
                     DatasetId = job.DatasetId + "/control", Dpo = pairs, Replay = await ReplayAsync(spec, ct),
                 }, "control", stateDir, ct);
-                if (result is null) return false;
+                if (result is null) return null;
                 outputDir = result.OutputDirectory;
             }
             var put = await checkpoints.PutAsync(outputId, outputDir, ct);
@@ -271,8 +321,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 new MetricRecord(job.RunId, t, result?.Steps ?? 0, "control/pairs", pairs.Count),
             ], ct);
         }
-        await bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = t, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, ct);
-        return true;
+        return new CheckpointReady { RunId = job.RunId, Iteration = t, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id };
     }
 
     private async Task<TrainingJobInput> BuildInputAsync(JobRecord job, RunSpec spec, string inputDir, string stateDir, CancellationToken ct)
@@ -357,6 +406,12 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     [LoggerMessage(EventId = 6017, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} released for its hand-off (SRLM_TEST_HOLD_HANDOFF)")]
     private static partial void LogReleasedHandOff(ILogger logger, string runId, string jobId);
+
+    [LoggerMessage(EventId = 6018, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId}: publishing its hand-off failed (try {Failures}), trying again in {Seconds} s: {Error}: {Reason}")]
+    private static partial void LogHandOffRetry(ILogger logger, string runId, string jobId, int failures, double seconds, string error, string reason);
+
+    [LoggerMessage(EventId = 6019, Level = LogLevel.Information, Message = "run {RunId}: job {JobId}: hand-off published after {Failures} failed tries")]
+    private static partial void LogHandedOff(ILogger logger, string runId, string jobId, int failures);
 
     [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} was taken over by another worker; stopped")]
     private static partial void LogLost(ILogger logger, string runId, string jobId);

@@ -348,6 +348,8 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         await run.AssertEveryCandidateHasKJudgementsAsync();
         Assert.Empty(await store.ListErrorsAsync(runId));
         Assert.True(trainer.IsRunning, "the trainer exited");
+        // The hand-off met the outage: tried, cut short and tried again while the broker was away.
+        Assert.Contains($"job {job.Id}: publishing its hand-off failed (try 1)", trainer.ReadLog(), StringComparison.Ordinal);
     }
 
     [SkippableFact]
