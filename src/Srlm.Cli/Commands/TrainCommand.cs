@@ -11,7 +11,7 @@ namespace Srlm.Cli.Commands;
 public sealed class TrainCommand : ICommand
 {
     public string Name => "train";
-    public string Summary => "train sft|dpo --parent DIR --state DIR --out DIR (SFT: --ift FILE [--eft FILE --judge-template FILE]; DPO: --pairs FILE)";
+    public string Summary => "train sft|dpo --parent DIR --state DIR --out DIR (SFT: --ift FILE [--eft FILE --judge-template FILE]; DPO: --pairs FILE [--replay-ift FILE [--replay-eft FILE --judge-template FILE]] for options with replayPerPair > 0)";
 
     private static readonly JsonSerializerOptions OptionsJson = new() { PropertyNameCaseInsensitive = true, ReadCommentHandling = JsonCommentHandling.Skip };
 
@@ -43,6 +43,19 @@ public sealed class TrainCommand : ICommand
             return o;
         }
 
+        // IFT examples, plus EFT examples as judge prompts when given (the SFT set, or a DPO job's replay set).
+        static List<SftExample> Examples(string ift, string? eft, string? template, string iftFlag, string eftFlag)
+        {
+            if (eft is not null && template is null) throw new UsageException($"{eftFlag} needs --judge-template FILE (the judge prompt with {{instruction}} and {{response}})");
+            var examples = SeedData.ReadIft(ift).Select(r => r.ToExample()).ToList();
+            if (eft is not null)
+            {
+                var text = File.ReadAllText(template!);
+                examples.AddRange(SeedData.ReadEft(eft).Select(r => r.ToExample(text)));
+            }
+            return examples;
+        }
+
         var progress = new LineProgress();
         TrainingResult result;
         try
@@ -55,13 +68,7 @@ public sealed class TrainCommand : ICommand
                     var eft = a.Get("--eft");
                     var template = a.Get("--judge-template");
                     a.EnsureAllRead();
-                    if (eft is not null && template is null) throw new UsageException("--eft needs --judge-template FILE (the judge prompt with {instruction} and {response})");
-                    var examples = SeedData.ReadIft(ift).Select(r => r.ToExample()).ToList();
-                    if (eft is not null)
-                    {
-                        var text = File.ReadAllText(template!);
-                        examples.AddRange(SeedData.ReadEft(eft).Select(r => r.ToExample(text)));
-                    }
+                    var examples = Examples(ift, eft, template, "--ift", "--eft");
                     result = await SftTrainer.RunAsync(new SftJob
                     {
                         JobId = jobId, ParentCheckpoint = parent, Examples = examples, Options = LoadOptions<SftOptions>(),
@@ -72,10 +79,17 @@ public sealed class TrainCommand : ICommand
                 case "dpo":
                 {
                     var pairsFile = a.Required("--pairs");
+                    var replayIft = a.Get("--replay-ift");
+                    var replayEft = a.Get("--replay-eft");
+                    var template = a.Get("--judge-template");
                     a.EnsureAllRead();
+                    var options = LoadOptions<DpoOptions>();
+                    if (options.ReplayPerPair > 0 && replayIft is null)
+                        throw new UsageException($"options replayPerPair = {options.ReplayPerPair} needs --replay-ift FILE (and optionally --replay-eft FILE --judge-template FILE)");
+                    var replay = replayIft is null ? [] : Examples(replayIft, replayEft, template, "--replay-ift", "--replay-eft");
                     result = await DpoTrainer.RunAsync(new DpoJob
                     {
-                        JobId = jobId, ParentCheckpoint = parent, Pairs = SeedData.ReadPairs(pairsFile), Options = LoadOptions<DpoOptions>(),
+                        JobId = jobId, ParentCheckpoint = parent, Pairs = SeedData.ReadPairs(pairsFile), Options = options, Replay = replay,
                         StateDirectory = state, OutputDirectory = output, DatasetId = Path.GetFileName(pairsFile),
                     }, progress, cancel);
                     break;

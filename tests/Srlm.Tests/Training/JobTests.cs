@@ -155,6 +155,31 @@ public class JobTests
         Assert.Equal(12, TrainingMeta.Load(dir.Sub("resumed")).Steps);
     }
 
+    [Fact]
+    public async Task Train_dpo_with_replay_needs_a_replay_file_and_records_the_replay_in_training_meta()
+    {
+        using var dir = new Tiny.TempDir();
+        var parent = WriteParent(dir.Sub("m0"));
+        var pairsFile = dir.Sub("pairs.jsonl");
+        File.WriteAllLines(pairsFile, Pairs(8, 5).Select(p => JsonSerializer.Serialize(new { id = p.Id, prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+        var iftFile = dir.Sub("ift.jsonl");
+        File.WriteAllLines(iftFile, Enumerable.Range(0, 6).Select(i => JsonSerializer.Serialize(new { instruction = $"{i}+1?", answer = $"{i + 1}." })));
+        var optionsFile = dir.Sub("options.json");
+        File.WriteAllText(optionsFile, """{ "BatchSize": 4, "MicroBatchSize": 2, "Epochs": 1, "LearningRate": 1e-3, "MinLearningRate": 1e-4, "ReplayPerPair": 1, "ReplayWeight": 2 }""");
+        string[] Args(params string[] extra) => ["train", "dpo", "--parent", parent, "--pairs", pairsFile, "--options", optionsFile, "--state", dir.Sub("state"), "--out", dir.Sub("out"), .. extra];
+
+        var missing = await Srlm(Args(), killAfterStep: null);
+        Assert.Equal(2, missing.Code);
+        Assert.Contains("replayPerPair = 1 needs --replay-ift FILE", missing.Stderr);
+        Assert.DoesNotContain("   at ", missing.Stderr);
+
+        var trained = await Srlm(Args("--replay-ift", iftFile), killAfterStep: null);
+        Assert.True(trained.Code == 0, trained.Stderr);
+        var meta = TrainingMeta.Load(dir.Sub("out"));
+        Assert.Equal(1, meta.Hyperparameters.GetProperty("ReplayPerPair").GetInt32());
+        Assert.Equal(2, meta.Hyperparameters.GetProperty("ReplayWeight").GetDouble());
+    }
+
     /// <summary>Runs srlm (the CLI beside the tests) with one libtorch thread; optionally SIGKILLs it once
     /// it reports the given training step (the child holds its training thread there, so the kill always
     /// lands mid-job, after the state of the step before was saved).</summary>
