@@ -26,6 +26,19 @@ public class SampleSeedTests
     }
 
     [Theory]
+    [InlineData("smoke")]
+    [InlineData("tiny")]
+    public void Each_sample_run_spec_is_valid_and_names_files_that_exist(string sample)
+    {
+        var dir = Path.Combine(ServiceIndependenceTests.RepoRoot(), "samples", sample);
+        var spec = Srlm.Contracts.Spec.RunSpecJson.Load(Path.Combine(dir, "run.json"));
+        Assert.Empty(Srlm.Contracts.Spec.RunSpecValidator.Validate(spec));
+        var files = new[] { spec.SeedData.Ift, spec.SeedData.Eft, spec.Prompts.PoolFile, spec.Judge.TemplateFile, spec.Evaluation?.HeldOut, spec.Evaluation?.JudgePairs };
+        foreach (var f in files.OfType<string>())
+            Assert.True(File.Exists(Path.Combine(dir, f)), $"samples/{sample}/run.json names {f}, which does not exist");
+    }
+
+    [Theory]
     [MemberData(nameof(SampleSeedDirs))]
     public void Committed_seed_files_equal_a_regeneration_from_their_manifest(string relDir)
     {
