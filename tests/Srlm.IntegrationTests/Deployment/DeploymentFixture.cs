@@ -96,13 +96,7 @@ public sealed class DeploymentFixture : IAsyncLifetime
         var checkpoints = Path.Combine(folder, "checkpoints");
         notes.Add($"SRLM_CHECKPOINTS: {env["SRLM_CHECKPOINTS"]} -> {checkpoints} (GridFS is inside MongoDB; a shared directory like the compose volume instead)");
         env["SRLM_CHECKPOINTS"] = checkpoints;
-        if (env.TryGetValue("SRLM_JOBS_DIR", out var jobs))
-        {
-            var local = Path.Combine(folder, "jobs-" + service);
-            notes.Add($"SRLM_JOBS_DIR: {jobs} -> {local} (the compose volume's mount point is a container path)");
-            env["SRLM_JOBS_DIR"] = local;
-        }
-        foreach (var (k, v) in env.Where(kv => kv.Key is not ("SRLM_BUS" or "SRLM_STORE" or "SRLM_CHECKPOINTS" or "SRLM_JOBS_DIR")))
+        foreach (var (k, v) in env.Where(kv => kv.Key is not ("SRLM_BUS" or "SRLM_STORE" or "SRLM_CHECKPOINTS")))
             notes.Add($"{k}={v} (as compose resolves it)");
         return env;
     }

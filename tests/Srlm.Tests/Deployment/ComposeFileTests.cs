@@ -153,6 +153,12 @@ public class ComposeFileTests
             var mounts = ((YamlSequenceNode)Get(c.Service(s), "volumes")!).Children.Select(v => v is YamlScalarNode sc ? sc.Value! : $"{Scalar(v, "source")}:{Scalar(v, "target")}");
             Assert.Contains(mounts, m => m.StartsWith("checkpoints:/var/lib/srlm/checkpoints", StringComparison.Ordinal));
         }
+        // The trainer's resumable job state (SRLM_JOBS_DIR, set by the image) lives on a named volume.
+        Assert.Contains("trainer-jobs", volumes);
+        var trainerMounts = ((YamlSequenceNode)Get(c.Service("trainer"), "volumes")!).Children.Select(v => v is YamlScalarNode sc ? sc.Value! : $"{Scalar(v, "source")}:{Scalar(v, "target")}");
+        Assert.Contains(trainerMounts, m => m.StartsWith("trainer-jobs:/var/lib/srlm/jobs", StringComparison.Ordinal));
+        var dockerfile = File.ReadAllText(Path.Combine(ComposeConfig.RepoRoot, "docker", "Dockerfile"));
+        Assert.Contains("ENV SRLM_JOBS_DIR=/var/lib/srlm/jobs", dockerfile);
     }
 
     [SkippableFact]
