@@ -278,6 +278,15 @@ internal static class Nucleus
 
     private static int Bucket(float x) => Math.Min((int)(BitConverter.SingleToUInt32Bits(x) >> BucketShift), Buckets - 1);
 
+    /// <summary>Copies the values of <paramref name="p"/> that fall in <paramref name="bucket"/> into <paramref name="values"/>; returns their count.</summary>
+    private static int InBucket(ReadOnlySpan<float> p, int bucket, float[] values)
+    {
+        int n = 0;
+        foreach (float x in p)
+            if (Bucket(x) == bucket) values[n++] = x;
+        return n;
+    }
+
     /// <summary>The token drawn with uniform <paramref name="u"/> from the top-k, then top-p, set of <paramref name="p"/>.</summary>
     public static int Draw(ReadOnlySpan<float> p, int topK, double topP, double u, Scratch scratch)
     {
@@ -293,13 +302,8 @@ internal static class Nucleus
             for (int j = 0; j < v; j++) counts[Bucket(p[j])]++;
             int b = Buckets - 1, above = 0;
             while (b > 0 && above + counts[b] < topK) above += counts[b--];
-            int n = 0;
             var values = scratch.Values;
-            for (int j = 0; j < v; j++)
-            {
-                float x = p[j];
-                if (Bucket(x) == b) values[n++] = x;
-            }
+            int n = InBucket(p, b, values);
             floor = KthLargest(values.AsSpan(0, n), topK - above);
         }
         if (topP < 1.0 && floor > 0f)
@@ -329,13 +333,8 @@ internal static class Nucleus
             double need = topP * mass, above = 0;
             int b = Buckets - 1;
             while (b > 0 && above + bucketMass[b] < need) above += bucketMass[b--];
-            int n = 0;
             var values = scratch.Values;
-            for (int j = 0; j < v; j++)
-            {
-                float x = p[j];
-                if (Bucket(x) == b) values[n++] = x;
-            }
+            int n = InBucket(p, b, values);
             floor = MassThreshold(values.AsSpan(0, n), need - above);
             for (int k = 0; k < n; k++) if (values[k] >= floor) above += values[k];
             if (n > 0) kept = above; // the kept mass: the buckets above, and the kept part of this one

@@ -24,6 +24,10 @@ public class JobTests
         return dir;
     }
 
+    /// <summary>Pairs as the JSONL `srlm train dpo --pairs` reads.</summary>
+    private static void WritePairs(string path, IEnumerable<PreferencePair> pairs) =>
+        File.WriteAllLines(path, pairs.Select(p => JsonSerializer.Serialize(new { id = p.Id, prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+
     internal static List<PreferencePair> Pairs(int n, int seed)
     {
         var r = new Random(seed);
@@ -132,7 +136,7 @@ public class JobTests
         using var dir = new Tiny.TempDir();
         var parent = WriteParent(dir.Sub("m0"));
         var pairsFile = dir.Sub("pairs.jsonl");
-        File.WriteAllLines(pairsFile, Pairs(48, 3).Select(p => JsonSerializer.Serialize(new { id = p.Id, prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+        WritePairs(pairsFile, Pairs(48, 3));
         var optionsFile = dir.Sub("options.json");
         File.WriteAllText(optionsFile, """{ "BatchSize": 4, "MicroBatchSize": 2, "Epochs": 1, "LearningRate": 1e-3, "MinLearningRate": 1e-4, "Dropout": 0.1, "SaveStateEverySteps": 1 }""");
         string[] Args(string name) => ["train", "dpo", "--parent", parent, "--pairs", pairsFile, "--options", optionsFile, "--state", dir.Sub(name + "-state"), "--out", dir.Sub(name)];
@@ -161,7 +165,7 @@ public class JobTests
         using var dir = new Tiny.TempDir();
         var parent = WriteParent(dir.Sub("m0"));
         var pairsFile = dir.Sub("pairs.jsonl");
-        File.WriteAllLines(pairsFile, Pairs(8, 5).Select(p => JsonSerializer.Serialize(new { id = p.Id, prompt = p.Prompt, chosen = p.Chosen, rejected = p.Rejected })));
+        WritePairs(pairsFile, Pairs(8, 5));
         var iftFile = dir.Sub("ift.jsonl");
         File.WriteAllLines(iftFile, Enumerable.Range(0, 6).Select(i => JsonSerializer.Serialize(new { instruction = $"{i}+1?", answer = $"{i + 1}." })));
         var optionsFile = dir.Sub("options.json");
