@@ -74,6 +74,15 @@ public class HfReferenceTests
         double maxDiff = ours.Zip(reference, (a, b) => Math.Abs(a - b)).Max();
         double scale = reference.Max(Math.Abs);
         Assert.True(maxDiff < 1e-4 * Math.Max(1, scale), $"{name}: max |ours - reference| = {maxDiff:G3} (logit scale {scale:G3})");
+        if (Environment.GetEnvironmentVariable("SRLM_HF_EXPORT") is { Length: > 0 } export)
+        {
+            // For tests/device/transformers_check.py: the checkpoint, its input ids and our logits, read by HF transformers
+            // on a machine that has it.
+            File.WriteAllText(Path.Combine(dir, "ours.json"), JsonSerializer.Serialize(new { shape = new[] { 2, 24, 320 }, logits = ours }));
+            var target = Path.Combine(export, name);
+            Directory.CreateDirectory(target);
+            foreach (var f in Directory.GetFiles(dir)) File.Copy(f, Path.Combine(target, Path.GetFileName(f)), overwrite: true);
+        }
         Directory.Delete(dir, recursive: true);
     }
 }
