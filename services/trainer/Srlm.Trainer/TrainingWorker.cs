@@ -42,10 +42,14 @@ public sealed record TrainingWorkerOptions
     /// between the two.</summary>
     public string? HoldHandOffUntilFile { get; init; }
 
+    /// <summary>Test hook (SRLM_TEST_HOLD_CONTROL, a file path): a control arm holds before its DPO (heartbeating) until
+    /// this file exists, so a test can see the run go on without it.</summary>
+    public string? HoldControlUntilFile { get; init; }
+
     /// <summary>The service host's options from its environment: SRLM_JOBS_DIR (state folder; every trainer
     /// replica of a deployment must see the same one to resume another's job), SRLM_JOB_STALE_S (seconds without a
-    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP and SRLM_TEST_HOLD_HANDOFF
-    /// (tests only).</summary>
+    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP, SRLM_TEST_HOLD_HANDOFF
+    /// and SRLM_TEST_HOLD_CONTROL (tests only).</summary>
     public static TrainingWorkerOptions FromEnvironment(Func<string, string?> get)
     {
         ArgumentNullException.ThrowIfNull(get);
@@ -63,6 +67,7 @@ public sealed record TrainingWorkerOptions
             o = o with { HangAfterStep = int.TryParse(hang, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0 ? n
                 : throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_TEST_HANG_AFTER_STEP must be a positive integer, got '{hang}'") };
         if (get("SRLM_TEST_HOLD_HANDOFF") is { Length: > 0 } hold) o = o with { HoldHandOffUntilFile = Path.GetFullPath(hold) };
+        if (get("SRLM_TEST_HOLD_CONTROL") is { Length: > 0 } holdControl) o = o with { HoldControlUntilFile = Path.GetFullPath(holdControl) };
         return o;
     }
 }
@@ -81,7 +86,9 @@ public sealed class TrainingStatus
 /// restart, or a stale one of a dead worker), trains it through <see cref="ITrainingJobRunner"/> with
 /// resumable state under <see cref="TrainingWorkerOptions.JobsDirectory"/>, heartbeats and stores metrics while it
 /// trains, then stores the checkpoint (files, metadata, lineage), publishes CheckpointReady and
-/// IterationStarted(t+1) or RunCompleted (retried while the broker is away), and only then completes the job. If it
+/// IterationStarted(t+1) or RunCompleted (retried while the broker is away), and only then completes the job. A DPO
+/// job of a run with a control arm trains C_{t+1} beside M_{t+1}; the next iteration does not wait for it, the job's
+/// completion and RunCompleted do. If it
 /// dies at any point, the next claim continues from the stored facts: a stored output checkpoint is never trained
 /// again, and a job whose hand-off was not out yet publishes it again.</summary>
 public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStore checkpoints, RunSpecCache specs, ITrainingJobRunner runner,
@@ -107,7 +114,13 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 var reason = $"training job {job.Id} failed: {e.GetType().Name}: {e.Message}";
                 await store.FailJobAsync(job.Id, options.Owner, reason, CancellationToken.None);
                 await store.SetRunStateAsync(job.RunId, RunState.Failed, reason, CancellationToken.None);
-                await bus.Publish(new RunFailed { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = job.InputCheckpointId ?? "", Reason = reason }, CancellationToken.None);
+                // The failure is stored; the message only tells listeners, and waits no longer for a broker that is away.
+                try
+                {
+                    using var publish = new CancellationTokenSource(options.StaleAfter / 2);
+                    await bus.Publish(new RunFailed { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = job.InputCheckpointId ?? "", Reason = reason }, publish.Token);
+                }
+                catch (Exception pe) { LogRunFailedNotPublished(log, job.RunId, pe.GetType().Name, pe.Message); }
             }
         }
     }
@@ -130,51 +143,91 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         var outputId = job.OutputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no output checkpoint");
         var inputId = job.InputCheckpointId ?? throw new InvalidOperationException($"job {job.Id} names no input checkpoint");
         LogClaimed(log, job.RunId, job.Id, job.Attempts, job.Step);
-        long step = job.Step;
+        var progress = new JobProgress(job.Step);
 
-        if (await store.GetAsync<CheckpointRecord>(outputId, stoppingToken) is null)
+        // The control arm of a DPO job (C_t -> C_{t+1}) needs nothing from M_{t+1}: it trains beside the main arm and
+        // on through the next iteration's candidates and judgements, and only the run's end waits for it.
+        using var controlCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        Task<CheckpointReady?>? control = job.Kind == JobKind.Dpo && spec.Control is not null
+            ? Task.Run(() => TrainControlAsync(job, spec, progress, controlCts.Token), CancellationToken.None)
+            : null;
+        try
         {
-            var stateDir = Path.Combine(options.JobsDirectory, Safe(job.Id));
-            Directory.CreateDirectory(stateDir);
-            var inputDir = await checkpoints.MaterializeAsync(inputId, null, stoppingToken);
-            var input = await BuildInputAsync(job, spec, inputDir, stateDir, stoppingToken);
-            var result = await TrainAsync(job, input, Prefix(job), stateDir, stoppingToken);
-            if (result is null) return;
-            step = result.Steps;
-            var put = await checkpoints.PutAsync(outputId, result.OutputDirectory, stoppingToken);
-            await store.PutAsync(new CheckpointRecord
+            if (await store.GetAsync<CheckpointRecord>(outputId, stoppingToken) is null)
             {
-                Id = outputId, RunId = job.RunId, Iteration = job.Iteration + 1, ParentCheckpointId = inputId,
-                DatasetId = job.DatasetId, JobId = job.Id, Location = put.Manifest.Location, Files = put.Manifest.Files,
-                Origin = job.Kind == JobKind.Sft ? "sft" : "dpo",
-            }, stoppingToken);
-            await store.PutMetricsAsync([
-                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/steps", result.Steps),
-                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/train_examples", result.TrainExamples),
-                new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/seconds", result.Seconds),
-            ], stoppingToken);
-            LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
-        }
-        var handOff = new List<Func<CancellationToken, Task>>();
-        if (job.Kind == JobKind.Dpo && spec.Control is not null)
-        {
-            if (await TrainControlAsync(job, spec, stoppingToken) is not { } control) return;
-            handOff.Add(ct => bus.Publish(control, ct));
-        }
-        if (!await HoldBeforeHandOffAsync(job, step, stoppingToken)) return;
+                var stateDir = Path.Combine(options.JobsDirectory, Safe(job.Id));
+                Directory.CreateDirectory(stateDir);
+                var inputDir = await checkpoints.MaterializeAsync(inputId, null, stoppingToken);
+                var input = await BuildInputAsync(job, spec, inputDir, stateDir, stoppingToken);
+                var result = await TrainAsync(job, input, Prefix(job), stateDir, progress, main: true, stoppingToken);
+                progress.MainTrained.TrySetResult();
+                if (result is null) { await StopControlAsync(control, controlCts); return; }
+                progress.Step = result.Steps;
+                var put = await checkpoints.PutAsync(outputId, result.OutputDirectory, stoppingToken);
+                await store.PutAsync(new CheckpointRecord
+                {
+                    Id = outputId, RunId = job.RunId, Iteration = job.Iteration + 1, ParentCheckpointId = inputId,
+                    DatasetId = job.DatasetId, JobId = job.Id, Location = put.Manifest.Location, Files = put.Manifest.Files,
+                    Origin = job.Kind == JobKind.Sft ? "sft" : "dpo",
+                }, stoppingToken);
+                await store.PutMetricsAsync([
+                    new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/steps", result.Steps),
+                    new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/train_examples", result.TrainExamples),
+                    new MetricRecord(job.RunId, job.Iteration, result.Steps, $"{Prefix(job)}/seconds", result.Seconds),
+                ], stoppingToken);
+                LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
+            }
+            progress.MainTrained.TrySetResult();
+            if (!await HoldBeforeHandOffAsync(job, progress.Step, stoppingToken)) { await StopControlAsync(control, controlCts); return; }
 
-        // Hand-off: the job stays running (and the run, after its last iteration) until every message of it is
-        // published, each retried while the broker is away. A crash before the end leaves the job to the next claim,
-        // which finds the checkpoints stored and publishes the hand-off again (the consumers are idempotent).
-        handOff.Add(ct => bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, ct));
-        int next = job.Iteration + 1;
-        bool last = next > spec.Iterations;
-        handOff.Add(last
-            ? ct => bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, ct)
-            : ct => bus.Publish(new IterationStarted { RunId = job.RunId, Iteration = next, CheckpointId = outputId }, ct));
-        if (!await PublishHandOffAsync(job, step, handOff, stoppingToken)) return;
-        if (last) await store.SetRunStateAsync(job.RunId, RunState.Completed, null, stoppingToken);
-        await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+            // Hand-off: the job stays running (and the run, after its last iteration) until every message of it is
+            // published, each retried while the broker is away. A crash before the end leaves the job to the next claim,
+            // which finds the checkpoints stored and publishes the hand-off again (the consumers are idempotent).
+            int next = job.Iteration + 1;
+            bool last = next > spec.Iterations;
+            var handOff = new List<Func<CancellationToken, Task>>
+            {
+                ct => bus.Publish(new CheckpointReady { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id }, ct),
+            };
+            if (!last) handOff.Add(ct => bus.Publish(new IterationStarted { RunId = job.RunId, Iteration = next, CheckpointId = outputId }, ct));
+            if (!await PublishHandOffAsync(job, progress.Step, handOff, stoppingToken)) { await StopControlAsync(control, controlCts); return; }
+            handOff.Clear();
+            if (control is not null)
+            {
+                if (await control is not { } controlReady) return;
+                handOff.Add(ct => bus.Publish(controlReady, ct));
+            }
+            if (last) handOff.Add(ct => bus.Publish(new RunCompleted { RunId = job.RunId, Iteration = job.Iteration, CheckpointId = outputId }, ct));
+            if (!await PublishHandOffAsync(job, progress.Step, handOff, stoppingToken)) return;
+            if (last) await store.SetRunStateAsync(job.RunId, RunState.Completed, null, stoppingToken);
+            await store.CompleteJobAsync(job.Id, options.Owner, outputId, stoppingToken);
+        }
+        catch when (control is { IsCompleted: false })
+        {
+            await StopControlAsync(control, controlCts);
+            throw;
+        }
+        finally { progress.MainTrained.TrySetResult(); }
+    }
+
+    /// <summary>Stops a control arm still training (the job failed or went to another worker) and waits for it, so
+    /// that nothing of this attempt writes on after it.</summary>
+    private static async Task StopControlAsync(Task<CheckpointReady?>? control, CancellationTokenSource cts)
+    {
+        if (control is null) return;
+        await cts.CancelAsync();
+        try { await control; } catch (Exception) { /* the job's own outcome is what counts */ }
+    }
+
+    /// <summary>The main arm's latest step, which every heartbeat of the job records (the control arm's too), and
+    /// whether its training is over.</summary>
+    private sealed class JobProgress(long step)
+    {
+        private long _step = step;
+        public long Step { get => Interlocked.Read(ref _step); set => Interlocked.Exchange(ref _step, value); }
+
+        /// <summary>Set once the main arm no longer trains (trained, stored before, or stopped).</summary>
+        public TaskCompletionSource MainTrained { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     /// <summary>Publishes the hand-off messages in order, each once: a publish that fails or takes longer than half
@@ -211,32 +264,36 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     /// <summary>The SRLM_TEST_HOLD_HANDOFF hook: waits, heartbeating, until the file exists. False when another worker
     /// took the job over meanwhile.</summary>
-    private async Task<bool> HoldBeforeHandOffAsync(JobRecord job, long step, CancellationToken ct)
+    private Task<bool> HoldBeforeHandOffAsync(JobRecord job, long step, CancellationToken ct) =>
+        HoldUntilFileAsync(job, options.HoldHandOffUntilFile, "its hand-off", () => step, ct);
+
+    /// <summary>Waits, heartbeating, until <paramref name="file"/> exists (nothing when it is null). False when another
+    /// worker took the job over meanwhile.</summary>
+    private async Task<bool> HoldUntilFileAsync(JobRecord job, string? file, string what, Func<long> step, CancellationToken ct)
     {
-        if (options.HoldHandOffUntilFile is not { } file || File.Exists(file)) return true;
-        LogHoldingHandOff(log, job.RunId, job.Id, file);
+        if (file is null || File.Exists(file)) return true;
+        LogHolding(log, job.RunId, job.Id, what, file);
         while (!File.Exists(file))
         {
             await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
-            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step, null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step(), null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
         }
-        LogReleasedHandOff(log, job.RunId, job.Id);
+        LogReleased(log, job.RunId, job.Id, what);
         return true;
     }
 
     /// <summary>Trains one model through the runner with heartbeats and metrics (named PREFIX/...); null when
     /// another worker took the job over (this one stops).</summary>
-    private async Task<TrainingJobResult?> TrainAsync(JobRecord job, TrainingJobInput input, string prefix, string stateDir, CancellationToken stoppingToken)
+    private async Task<TrainingJobResult?> TrainAsync(JobRecord job, TrainingJobInput input, string prefix, string stateDir, JobProgress jobProgress, bool main, CancellationToken stoppingToken)
     {
         using var jobCts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var rows = new ConcurrentQueue<TrainingRow>();
-        int lastStep = (int)job.Step;
         var progress = new SyncProgress(r =>
         {
             rows.Enqueue(r);
-            lastStep = r.Step;
+            if (main) jobProgress.Step = r.Step;
             status.Report(input.JobId, r.Step, r.TotalSteps);
-            if (r.Step == options.HangAfterStep && r.Metrics.ContainsKey("learning_rate")) // a train row, not a validation row
+            if (main && r.Step == options.HangAfterStep && r.Metrics.ContainsKey("learning_rate")) // a train row, not a validation row
             {
                 LogHanging(log, job.RunId, input.JobId, r.Step);
                 Thread.Sleep(Timeout.Infinite);
@@ -247,7 +304,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         {
             await Task.WhenAny(training, Task.Delay(options.HeartbeatInterval, stoppingToken));
             await FlushMetricsAsync(job, rows, prefix, stoppingToken);
-            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, lastStep, stateDir, stoppingToken))
+            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, jobProgress.Step, main ? stateDir : null, stoppingToken))
             {
                 LogLost(log, job.RunId, job.Id);
                 await jobCts.CancelAsync();
@@ -263,18 +320,25 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     /// <summary>The control arm of iteration t (spec.control): C_t (C1 = M1) samples N candidates for each
     /// prompt the main arm paired, exactly as the generator samples (same settings, seeds of their own); two
     /// distinct candidates per prompt become a pair whose order a seeded coin decides; DPO with the main arm's
-    /// options makes C_{t+1}, which is stored (origin "control"). Returns its CheckpointReady (published with the
-    /// job's hand-off, for evaluation), or null when another worker took the job over. A stored C_{t+1} is never
-    /// trained again.</summary>
-    private async Task<CheckpointReady?> TrainControlAsync(JobRecord job, RunSpec spec, CancellationToken ct)
+    /// options makes C_{t+1}, which is stored (origin "control"). Runs beside the main arm's DPO and on into the next
+    /// iteration (its heartbeats record the main arm's step). Returns its CheckpointReady (published after the main
+    /// arm's hand-off and before RunCompleted, for evaluation), or null when another worker took the job over. A stored
+    /// C_{t+1} is never trained again.</summary>
+    private async Task<CheckpointReady?> TrainControlAsync(JobRecord job, RunSpec spec, JobProgress jobProgress, CancellationToken ct)
     {
         int t = job.Iteration;
         var outputId = Ids.ControlCheckpoint(job.RunId, t);
         var inputId = t == 1 ? job.InputCheckpointId! : Ids.ControlCheckpoint(job.RunId, t - 1);
         if (await store.GetAsync<CheckpointRecord>(outputId, ct) is null)
         {
-            if (await store.GetAsync<CheckpointRecord>(inputId, ct) is null)
-                throw new InvalidOperationException($"control arm of iteration {t}: its starting checkpoint {inputId} is not stored");
+            // C_t comes from the previous job, whose control arm may still be training on another trainer replica.
+            while (await store.GetAsync<CheckpointRecord>(inputId, ct) is null)
+            {
+                if (await store.GetRunAsync(job.RunId, ct) is not { IsTerminal: false })
+                    throw new InvalidOperationException($"control arm of iteration {t}: its starting checkpoint {inputId} is not stored and the run has ended");
+                await Task.Delay(options.PollInterval, ct);
+                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, jobProgress.Step, null, ct)) { LogLost(log, job.RunId, job.Id); return null; }
+            }
             var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
             var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
             var prompts = (await store.GetManyAsync<PromptRecord>(mainPairs.Select(p => p.PromptId).Distinct(StringComparer.Ordinal), ct))
@@ -301,12 +365,16 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             TrainingJobResult? result = null;
             if (pairs.Count > 0)
             {
+                // Dropout draws from libtorch's one global generator, seeded per step by each training loop: two arms
+                // with dropout must not train at the same time, or neither would be reproducible.
+                if (spec.Training.Dpo.Dropout > 0) await jobProgress.MainTrained.Task.WaitAsync(ct);
+                if (!await HoldUntilFileAsync(job, options.HoldControlUntilFile, "its control arm's DPO", () => jobProgress.Step, ct)) return null;
                 result = await TrainAsync(job, new TrainingJobInput
                 {
                     JobId = job.Id + "/control", Kind = JobKind.Dpo, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
                     OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id + "/control")),
                     DatasetId = job.DatasetId + "/control", Dpo = pairs, Replay = await ReplayAsync(spec, ct),
-                }, "control", stateDir, ct);
+                }, "control", stateDir, jobProgress, main: false, ct);
                 if (result is null) return null;
                 outputDir = result.OutputDirectory;
             }
@@ -401,11 +469,11 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     [LoggerMessage(EventId = 6015, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} hangs after step {Step} (SRLM_TEST_HANG_AFTER_STEP)")]
     private static partial void LogHanging(ILogger logger, string runId, string jobId, int step);
 
-    [LoggerMessage(EventId = 6016, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} holds before its hand-off until {File} exists (SRLM_TEST_HOLD_HANDOFF)")]
-    private static partial void LogHoldingHandOff(ILogger logger, string runId, string jobId, string file);
+    [LoggerMessage(EventId = 6016, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} holds before {What} until {File} exists (test hook)")]
+    private static partial void LogHolding(ILogger logger, string runId, string jobId, string what, string file);
 
-    [LoggerMessage(EventId = 6017, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} released for its hand-off (SRLM_TEST_HOLD_HANDOFF)")]
-    private static partial void LogReleasedHandOff(ILogger logger, string runId, string jobId);
+    [LoggerMessage(EventId = 6017, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} released for {What} (test hook)")]
+    private static partial void LogReleased(ILogger logger, string runId, string jobId, string what);
 
     [LoggerMessage(EventId = 6018, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId}: publishing its hand-off failed (try {Failures}), trying again in {Seconds} s: {Error}: {Reason}")]
     private static partial void LogHandOffRetry(ILogger logger, string runId, string jobId, int failures, double seconds, string error, string reason);
@@ -419,8 +487,11 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     [LoggerMessage(EventId = 6013, Level = LogLevel.Error, Message = "run {RunId}: job {JobId} failed: {Reason}")]
     private static partial void LogJobFailed(ILogger logger, string runId, string jobId, string reason, Exception e);
 
-    [LoggerMessage(EventId = 6015, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: control arm from {CheckpointId}: {Pairs} random pairs (main arm {MainPairs})")]
+    [LoggerMessage(EventId = 6020, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: control arm from {CheckpointId}: {Pairs} random pairs (main arm {MainPairs})")]
     private static partial void LogControl(ILogger logger, string runId, int iteration, string checkpointId, int pairs, int mainPairs);
+
+    [LoggerMessage(EventId = 6021, Level = LogLevel.Warning, Message = "run {RunId}: RunFailed was not published (the failure is stored): {Error}: {Reason}")]
+    private static partial void LogRunFailedNotPublished(ILogger logger, string runId, string error, string reason);
 
     [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "looking for training jobs failed: {Reason}")]
     private static partial void LogPollFailed(ILogger logger, string reason);

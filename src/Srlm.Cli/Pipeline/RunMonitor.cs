@@ -10,7 +10,7 @@ namespace Srlm.Cli.Pipeline;
 /// (and every checkpoint evaluated, when the spec evaluates), failed or cancelled.</summary>
 public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, string runId)
 {
-    public sealed record Snapshot(RunRecord Run, RunSpec Spec, IReadOnlyList<IterationStatus> Iterations, long Evaluations, long Checkpoints, int TrainStep, int TrainTotal, bool Done)
+    public sealed record Snapshot(RunRecord Run, RunSpec Spec, IReadOnlyList<IterationStatus> Iterations, long Evaluations, long Checkpoints, int TrainStep, int TrainTotal, bool Done, int ControlStep = 0, int ControlTotal = 0)
     {
         public int CurrentIteration => Iterations.Where(i => i.Iteration >= 1).Select(i => i.Iteration).DefaultIfEmpty(0).Max();
         public IterationStatus? Current => Iterations.FirstOrDefault(i => i.Iteration == CurrentIteration);
@@ -23,10 +23,13 @@ public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, st
         var iterations = await store.GetRunStatusAsync(runId, ct);
         long evaluations = spec.Evaluation is null ? 0 : await store.CountAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId), ct);
         long checkpoints = await store.CountAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct);
-        var job = training.Jobs.Where(j => j.Key.StartsWith(runId + "/", StringComparison.Ordinal)).OrderBy(j => j.Key, StringComparer.Ordinal).LastOrDefault().Value;
+        // The latest main job (i0/sft, i1/dpo, ...) and the latest control arm (iN/dpo/control), which trains beside it.
+        var jobs = training.Jobs.Where(j => j.Key.StartsWith(runId + "/", StringComparison.Ordinal)).OrderBy(j => j.Key, StringComparer.Ordinal).ToList();
+        var job = jobs.LastOrDefault(j => !j.Key.EndsWith("/control", StringComparison.Ordinal)).Value;
+        var control = jobs.LastOrDefault(j => j.Key.EndsWith("/control", StringComparison.Ordinal)).Value;
         bool done = run.State is RunState.Failed or RunState.Cancelled
                     || (run.State == RunState.Completed && (spec.Evaluation is null || evaluations >= ExpectedEvaluations(spec)));
-        return new Snapshot(run, spec, iterations, evaluations, checkpoints, job.Step, job.Total, done);
+        return new Snapshot(run, spec, iterations, evaluations, checkpoints, job.Step, job.Total, done, control.Step, control.Total);
     }
 
     /// <summary>M1..M_{T+1}, and C2..C_{T+1} when the spec has a control arm (C1 is M1).</summary>
@@ -56,7 +59,8 @@ public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, st
         var c = s.Current;
         var it = c is null ? "sft" : $"iteration {c.Iteration}/{s.Spec.Iterations}";
         return $"{s.Run.State.ToString().ToLowerInvariant()} {it}: prompts {c?.Prompts ?? 0}, candidates {c?.Candidates ?? 0}, judgments {c?.Judgments ?? 0} ({c?.Unparseable ?? 0} unparseable), " +
-               $"settled {c?.Settled ?? 0} (pairs {c?.Pairs ?? 0}), training step {s.TrainStep}/{s.TrainTotal}, checkpoints {s.Checkpoints}, evaluations {s.Evaluations}";
+               $"settled {c?.Settled ?? 0} (pairs {c?.Pairs ?? 0}), training step {s.TrainStep}/{s.TrainTotal}, " +
+               (s.Spec.Control is null ? "" : $"control step {s.ControlStep}/{s.ControlTotal}, ") + $"checkpoints {s.Checkpoints}, evaluations {s.Evaluations}";
     }
 
     public async Task WithProgressBarsAsync(CancellationToken ct)
@@ -94,6 +98,7 @@ public sealed class RunMonitor(IArtifactStore store, TrainingStatus training, st
                     Set("judgments", pfx + "judgments", c?.Judgments ?? 0, promptsMax * spec.Responses.N * spec.Judge.Samples);
                     Set("pairs", pfx + "prompts settled", c?.Settled ?? 0, promptsMax);
                     Set("training", "training steps", s.TrainStep, Math.Max(1, s.TrainTotal));
+                    if (spec.Control is not null) Set("control", "control arm training steps", s.ControlStep, Math.Max(1, s.ControlTotal));
                     int models = ExpectedEvaluations(spec);
                     Set("models", spec.Control is null ? $"checkpoints M1..M{spec.Iterations + 1}" : $"checkpoints M1..M{spec.Iterations + 1}, C2..C{spec.Iterations + 1}", Math.Min(models, Math.Max(0, s.Checkpoints - 1)), models);
                     if (s.Done) return;

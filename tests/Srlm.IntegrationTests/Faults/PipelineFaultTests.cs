@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
 using RabbitMQ.Client;
+using Srlm.Contracts;
 using Srlm.IntegrationTests.Infrastructure;
 using Srlm.IntegrationTests.Pipeline;
 using Srlm.Messaging.Broker;
@@ -289,7 +290,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         {
             job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
             return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before its hand-off", StringComparison.Ordinal);
-        }, RunTimeout, "the iteration-1 DPO job stored M2 and C2 and holds before its hand-off");
+        }, RunTimeout, "the iteration-1 DPO job stored M2 and holds before its hand-off");
         Assert.NotNull(await store.GetAsync<CheckpointRecord>(job!.OutputCheckpointId!));
         Assert.Null(await store.GetAsync<IterationRecord>(Srlm.Judge.RecordIds.Iteration(runId, 2)));
 
@@ -350,6 +351,51 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.True(trainer.IsRunning, "the trainer exited");
         // The hand-off met the outage: tried, cut short and tried again while the broker was away.
         Assert.Contains($"job {job.Id}: publishing its hand-off failed (try 1)", trainer.ReadLog(), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task The_control_arm_trains_on_while_the_next_iteration_runs_and_the_run_ends_only_after_it()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "control-beside", output);
+        // Every control arm holds before its DPO until this file exists: iteration 2 must get all the way to its pairs
+        // (and its DPO job) without C2, and the run must not complete without C3.
+        var release = Path.Combine(run.Folder, "release-control");
+        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = release });
+        var runId = await run.StartRunAsync();
+        var store = await run.StoreAsync();
+        var trainer = run.Service("trainer-0");
+
+        await run.WaitUntilAsync(async () =>
+            (await store.ListJobsAsync(runId)).Any(j => j is { Kind: JobKind.Dpo, Iteration: 2 }),
+            RunTimeout, "iteration 2 built its pairs and queued its DPO job while the control arm of iteration 1 holds");
+        var jobs = await store.ListJobsAsync(runId);
+        var first = jobs.Single(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
+        Assert.Contains($"job {first.Id} holds before its control arm's DPO", trainer.ReadLog(), StringComparison.Ordinal);
+        Assert.Equal(JobState.Running, first.State); // not complete without its control arm
+        Assert.NotNull(await store.GetAsync<CheckpointRecord>(first.OutputCheckpointId!)); // M2
+        Assert.Null(await store.GetAsync<CheckpointRecord>(Ids.ControlCheckpoint(runId, 1))); // C2 not trained yet
+        Assert.Equal(RunState.Running, (await run.RunAsync()).State);
+        run.Log("iteration 2 reached its DPO job with C2 untrained; releasing the control arms");
+
+        File.WriteAllText(release, "");
+        await run.AssertCompletesAsync(RunTimeout);
+        await run.WaitForQuiescenceAsync();
+        Assert.All(await store.ListJobsAsync(runId), j => Assert.Equal((JobState.Completed, 1), (j.State, j.Attempts)));
+        var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal([1, 2, 3], checkpoints.Where(c => c.IsMain).Select(c => c.Iteration).Order());
+        Assert.Equal([2, 3], checkpoints.Where(c => !c.IsMain).Select(c => c.Iteration).Order());
+        var published = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Published });
+        var checkpointReady = published.Where(e => e.MessageType == "Srlm.Contracts.CheckpointReady")
+            .Select(e => (Id: JsonDocument.Parse(e.BodyJson).RootElement.GetProperty("checkpointId").GetString()!, e.Time)).ToList();
+        foreach (var c in checkpoints)
+            Assert.True(checkpointReady.Count(r => r.Id == c.Id) == 1, $"CheckpointReady({c.Id}) published {checkpointReady.Count(r => r.Id == c.Id)} times");
+        var completed = Assert.Single(published, e => e.MessageType == "Srlm.Contracts.RunCompleted");
+        Assert.True(completed.Time >= checkpointReady.Single(r => r.Id == Ids.ControlCheckpoint(runId, 2)).Time, "RunCompleted was published before C3 was ready");
+        var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId));
+        Assert.Equal(checkpoints.Select(c => c.Id).Order(), evaluations.Select(e => e.CheckpointId).Order());
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+        Assert.Empty(await store.ListErrorsAsync(runId));
     }
 
     [SkippableFact]
