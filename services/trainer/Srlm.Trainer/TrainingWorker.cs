@@ -210,6 +210,18 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         finally { progress.MainTrained.TrySetResult(); }
     }
 
+    /// <summary>The job's heartbeat, and whether its run still wants it: false when another worker took the job over,
+    /// or when the run ended meanwhile (`srlm cancel`, or failed elsewhere): then the job is failed with that reason
+    /// and the caller stops (training state stays saved).</summary>
+    private async Task<bool> RenewAsync(JobRecord job, long step, string? stateDir, CancellationToken ct)
+    {
+        if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step, stateDir, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+        if (await store.GetRunAsync(job.RunId, ct) is not { IsTerminal: true } run) return true;
+        var state = run.State.ToString().ToLowerInvariant();
+        if (await store.FailJobAsync(job.Id, options.Owner, $"run {job.RunId} is {state}", ct)) LogRunEnded(log, job.RunId, job.Id, state);
+        return false;
+    }
+
     /// <summary>Stops a control arm still training (the job failed or went to another worker) and waits for it, so
     /// that nothing of this attempt writes on after it.</summary>
     private static async Task StopControlAsync(Task<CheckpointReady?>? control, CancellationTokenSource cts)
@@ -254,7 +266,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 failures++;
                 LogHandOffRetry(log, job.RunId, job.Id, failures, delay.TotalSeconds, e.GetType().Name, e.Message);
                 await Task.Delay(delay, ct);
-                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step, null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+                if (!await RenewAsync(job, step, null, ct)) return false;
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.HandOffRetryMaxDelay.Ticks));
             }
         }
@@ -276,7 +288,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         while (!File.Exists(file))
         {
             await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
-            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, step(), null, ct)) { LogLost(log, job.RunId, job.Id); return false; }
+            if (!await RenewAsync(job, step(), null, ct)) return false;
         }
         LogReleased(log, job.RunId, job.Id, what);
         return true;
@@ -304,9 +316,8 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         {
             await Task.WhenAny(training, Task.Delay(options.HeartbeatInterval, stoppingToken));
             await FlushMetricsAsync(job, rows, prefix, stoppingToken);
-            if (!await store.HeartbeatJobAsync(job.Id, options.Owner, jobProgress.Step, main ? stateDir : null, stoppingToken))
+            if (!await RenewAsync(job, jobProgress.Step, main ? stateDir : null, stoppingToken))
             {
-                LogLost(log, job.RunId, job.Id);
                 await jobCts.CancelAsync();
                 try { await training; } catch (OperationCanceledException) { }
                 return null;
@@ -337,7 +348,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 if (await store.GetRunAsync(job.RunId, ct) is not { IsTerminal: false })
                     throw new InvalidOperationException($"control arm of iteration {t}: its starting checkpoint {inputId} is not stored and the run has ended");
                 await Task.Delay(options.PollInterval, ct);
-                if (!await store.HeartbeatJobAsync(job.Id, options.Owner, jobProgress.Step, null, ct)) { LogLost(log, job.RunId, job.Id); return null; }
+                if (!await RenewAsync(job, jobProgress.Step, null, ct)) return null;
             }
             var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
             var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
@@ -492,6 +503,9 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     [LoggerMessage(EventId = 6021, Level = LogLevel.Warning, Message = "run {RunId}: RunFailed was not published (the failure is stored): {Error}: {Reason}")]
     private static partial void LogRunFailedNotPublished(ILogger logger, string runId, string error, string reason);
+
+    [LoggerMessage(EventId = 6022, Level = LogLevel.Warning, Message = "run {RunId} is {State}: job {JobId} stopped and failed")]
+    private static partial void LogRunEnded(ILogger logger, string runId, string jobId, string state);
 
     [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "looking for training jobs failed: {Reason}")]
     private static partial void LogPollFailed(ILogger logger, string reason);

@@ -399,6 +399,39 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Cancel_stops_a_training_job_that_is_already_running()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "cancel-job", output);
+        // The iteration-1 job's control arm holds (heartbeating) before its DPO until a file that never comes: the
+        // job is running when the operator cancels, and only the cancel can end it.
+        var never = Path.Combine(run.Folder, "never");
+        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = never });
+        var runId = await run.StartRunAsync();
+        var store = await run.StoreAsync();
+        var trainer = run.Service("trainer-0");
+
+        JobRecord? job = null;
+        await run.WaitUntilAsync(async () =>
+        {
+            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
+            return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before its control arm's DPO", StringComparison.Ordinal);
+        }, RunTimeout, "the iteration-1 DPO job is running and its control arm holds");
+
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "cancel", runId);
+        output.WriteLine(text);
+        Assert.True(rc == 0, $"srlm cancel exited {rc}: {text}");
+        await run.WaitUntilAsync(async () => (await store.ListJobsAsync(runId)).Single(j => j.Id == job!.Id).State == JobState.Failed,
+            TimeSpan.FromMinutes(1), "the running job stops and is failed after the cancel");
+        var failed = (await store.ListJobsAsync(runId)).Single(j => j.Id == job!.Id);
+        Assert.Equal($"run {runId} is cancelled", failed.Error);
+        Assert.Contains($"run {runId} is cancelled: job {job!.Id} stopped and failed", trainer.ReadLog(), StringComparison.Ordinal);
+        Assert.Null(await store.GetAsync<CheckpointRecord>(Ids.ControlCheckpoint(runId, 1))); // C2 never trained
+        Assert.Equal(RunState.Cancelled, (await run.RunAsync()).State);
+        Assert.True(trainer.IsRunning, "the trainer exited");
+    }
+
+    [SkippableFact]
     public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
     {
         var node = fixture.Require();
