@@ -1,0 +1,94 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Srlm.Cli.Pipeline;
+using Srlm.Contracts;
+using Srlm.Model;
+using Srlm.Storage;
+using Srlm.Storage.Sqlite;
+using Xunit.Abstractions;
+
+namespace Srlm.IntegrationTests.Pipeline;
+
+/// <summary>The two paths the smoke run does not take: prompts written by the model itself (the paper's
+/// self-instruction, `prompts.source` self_instruct) and the SFT stage (M0 -> M1 inside the run, `models.init`).</summary>
+public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), $"srlm-paths-{Guid.NewGuid():N}");
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>A copy of samples/smoke with <paramref name="file"/> edited; returns the edited spec's path.</summary>
+    private string SmokeCopy(string file, Action<JsonObject> edit)
+    {
+        var from = Path.Combine(SmokeRunFixture.RepoRoot(), "samples", "smoke");
+        var to = Path.Combine(_root, "spec");
+        foreach (var d in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(Path.Combine(to, Path.GetRelativePath(from, d)));
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(f, Path.Combine(to, Path.GetRelativePath(from, f)), overwrite: true);
+        var spec = JsonNode.Parse(File.ReadAllText(Path.Combine(from, file)), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })!.AsObject();
+        edit(spec);
+        var path = Path.Combine(to, file);
+        File.WriteAllText(path, spec.ToJsonString());
+        return path;
+    }
+
+    private async Task<RunPipelineResult> RunAsync(string spec)
+    {
+        Environment.SetEnvironmentVariable("SRLM_THREADS", Environment.GetEnvironmentVariable("SRLM_THREADS") ?? "2");
+        var text = new StringWriter();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+        var result = await RunPipeline.ExecuteAsync(new RunPipelineOptions { SpecPath = spec, Directory = Path.Combine(_root, "run"), Quiet = true }, text, timeout.Token);
+        output.WriteLine(text.ToString());
+        return result;
+    }
+
+    [Fact]
+    public async Task Self_instruct_runs_the_loop_on_prompts_each_iterations_model_wrote()
+    {
+        var result = await RunAsync(SmokeCopy("run.json", s => s["prompts"]!["source"] = "self_instruct"));
+        Assert.Equal(RunState.Completed, result.State);
+        Assert.Equal("self_instruct", result.Report!.PromptSource);
+
+        await using var store = await SqliteArtifactStore.OpenAsync(Path.Combine(result.Directory, PipelineHost.StoreFile));
+        var prompts = await store.ListAsync<PromptRecord>(ArtifactQuery.OfRun(result.RunId));
+        foreach (int t in new[] { 1, 2 })
+        {
+            var mine = prompts.Where(p => p.Iteration == t).ToList();
+            Assert.NotEmpty(mine);
+            // Written by M_t from its few-shot prompt, each with a seed of its own: not read from any file.
+            Assert.All(mine, p => Assert.Equal(("generated", Ids.Checkpoint(result.RunId, t - 1)), (p.Source, p.CheckpointId)));
+            Assert.Equal(mine.Count, mine.Select(p => p.Seed).Distinct().Count());
+        }
+        var pool = File.ReadLines(Path.Combine(_root, "spec", "seed", "prompts.jsonl")).Select(l => JsonNode.Parse(l)!["instruction"]!.GetValue<string>()).ToHashSet(StringComparer.Ordinal);
+        Assert.Contains(prompts, p => !pool.Contains(p.Text));
+        Assert.True(result.Report.Iterations.Take(2).Sum(e => e.Pairs ?? 0) > 0, "no pairs from the self-instructed prompts");
+        Assert.All(result.Report.Iterations.Take(2), e => Assert.True(e.DpoSteps > 0, $"{e.Model}: no DPO steps"));
+    }
+
+    [Fact]
+    public async Task The_sft_stage_trains_m1_from_a_fresh_m0_inside_the_run()
+    {
+        var result = await RunAsync(SmokeCopy("sft.json", s => s["training"]!["sft"]!["max_steps"] = 12));
+        Assert.Equal(RunState.Completed, result.State);
+
+        await using var store = await SqliteArtifactStore.OpenAsync(Path.Combine(result.Directory, PipelineHost.StoreFile));
+        var checkpoints = (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(result.RunId))).ToDictionary(c => c.Id);
+        var m1 = checkpoints[Ids.Checkpoint(result.RunId, 0)];
+        Assert.Equal("sft", m1.Origin);
+        var m0 = checkpoints[m1.ParentCheckpointId!];
+        Assert.NotEqual(Sha(m0), Sha(m1));
+        var steps = await store.ListMetricsAsync(result.RunId, namePrefix: "sft/steps");
+        Assert.Equal(12, Assert.Single(steps).Value);
+        var job = Assert.Single(await store.ListJobsAsync(result.RunId));
+        Assert.Equal((JobKind.Sft, JobState.Completed, m1.Id), (job.Kind, job.State, job.OutputCheckpointId));
+
+        using var lm = LanguageModel.Load(m1.Location);
+        var outputs = new TextGenerator(lm.Model, lm.Tokenizer).Generate([lm.Template.Format("What is 12 + 34?")], [1UL], new SamplingOptions { Temperature = 0, MaxNewTokens = 4, StopAtEos = false });
+        Assert.Equal(4, outputs[0].TokenIds.Length);
+        Assert.True(File.Exists(Path.Combine(m1.Location, "training_meta.json")), "M1 has no training_meta.json");
+
+        static string Sha(CheckpointRecord c) => c.Files.Single(f => f.Path.EndsWith(".safetensors", StringComparison.Ordinal)).Sha256;
+    }
+}
