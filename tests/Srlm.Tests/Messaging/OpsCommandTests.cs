@@ -28,6 +28,9 @@ public sealed class OpsCommandTests : IAsyncLifetime
 
     private static Task<(int Code, string Out, string Err)> Srlm(params string[] args) => CliConsole.RunAsync(args);
 
+    private static JournalEntry Journal(string run, int t, string messageId, string type, JournalDirection dir, DateTimeOffset time) =>
+        global::Srlm.Tests.Storage.Make.Journal(run, t, messageId, type, dir, time);
+
     [Fact]
     public async Task Status_reports_every_per_iteration_count_from_the_store()
     {
@@ -52,6 +55,39 @@ public sealed class OpsCommandTests : IAsyncLifetime
         var (_, text, _) = await Srlm("status", "run1", "--store", StoreUri);
         Assert.Contains("run run1: running", text);
         Assert.Contains("dropped_ties", text);
+    }
+
+    [Fact]
+    public async Task Status_measures_each_stages_throughput_over_the_window_and_the_time_left()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var s = _stores.Artifacts;
+        // run1's iteration 1 has its final 3 prompts and all 18 judgements; the journal says one prompt was answered.
+        await s.AppendJournalAsync(Journal("run1", 1, "old", "Srlm.Contracts.CandidateJudged", JournalDirection.Consumed, now.AddMinutes(-10)));
+        await s.AppendJournalAsync(Journal("run1", 1, "responses-0", "Srlm.Contracts.GenerateResponses", JournalDirection.Consumed, now.AddMinutes(-2)));
+        for (int i = 0; i < 6; i++)
+            await s.AppendJournalAsync(Journal("run1", 1, $"judge-{i}", "Srlm.Contracts.JudgeCandidate", JournalDirection.Consumed, now.AddMinutes(-2 + 0.2 * i)));
+
+        var r = (await RunStatusBuilder.BuildAsync(s, "run1", TimeSpan.FromHours(1), TimeSpan.FromMinutes(5), now))!;
+        // Over the 5-minute window (the journal reaches back further): the old message is outside it.
+        Assert.Equal([("prompts", 0L), ("responses", 1L), ("judge", 6L), ("pairs", 0L)], r.Throughput.Select(t => (t.Stage, t.Handled)));
+        Assert.Equal(0.2, r.Throughput.Single(t => t.Stage == "responses").PerMinute, 9);
+        Assert.Equal(1.2, r.Throughput.Single(t => t.Stage == "judge").PerMinute, 9);
+        // 2 of 3 prompts still to answer at 0.2 a minute, no judgement missing: 10 minutes left.
+        Assert.Equal(600, r.EtaSeconds);
+
+        var (code, text, err) = await Srlm("status", "run1", "--store", StoreUri);
+        Assert.True(code == 0, err);
+        Assert.Contains("throughput (per minute, recent): prompts 0.0, responses 0.", text, StringComparison.Ordinal);
+        Assert.Contains("time left (generation + judging of this iteration): ~00:", text, StringComparison.Ordinal);
+
+        // --wait with --json: one JSON document when the run ends, exit 0 for a completed run.
+        await s.SetRunStateAsync("run1", RunState.Completed);
+        var (waitCode, json, waitErr) = await Srlm("status", "run1", "--wait", "--json", "--interval", "0.1", "--store", StoreUri);
+        Assert.True(waitCode == 0, waitErr);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal("completed", doc.RootElement.GetProperty("state").GetString());
+        Assert.Null(doc.RootElement.GetProperty("eta_seconds").GetString()); // a run that ended has no time left
     }
 
     [Fact]
