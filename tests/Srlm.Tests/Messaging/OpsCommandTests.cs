@@ -183,6 +183,43 @@ public sealed class OpsCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Replay_on_the_command_line_selects_by_iteration_and_type_and_refuses_bad_targets()
+    {
+        var time = DateTimeOffset.UtcNow.AddMinutes(-1);
+        async Task Published(int iteration, string id, IRunMessage message) => await _stores.Artifacts.AppendJournalAsync(
+            Journal("run1", iteration, id, message.GetType().FullName!, JournalDirection.Published, time) with
+            {
+                BodyJson = JsonSerializer.Serialize(message, message.GetType(), global::Srlm.Messaging.Journal.JournalEntries.BodyOptions),
+            });
+        await Published(1, "responses-0", new GenerateResponses { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0" });
+        await Published(1, "judge-0", new JudgeCandidate { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0", CandidateId = "run1/i1/p0-0/c0" });
+        await Published(1, "judge-1", new JudgeCandidate { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0", CandidateId = "run1/i1/p0-0/c1" });
+        await Published(2, "iteration-2", new IterationStarted { RunId = "run1", Iteration = 2, CheckpointId = "run1/m2" });
+
+        var (code, text, err) = await Srlm("replay", "run1", "--iteration", "1", "--dry-run", "--store", StoreUri);
+        Assert.True(code == 0, err);
+        Assert.Contains("GenerateResponses: 1", text, StringComparison.Ordinal);
+        Assert.Contains("JudgeCandidate: 2", text, StringComparison.Ordinal);
+        Assert.Contains("dry run: 3 messages would be published", text, StringComparison.Ordinal);
+        (code, text, err) = await Srlm("replay", "run1", "--type", "JudgeCandidate", "--dry-run", "--store", StoreUri);
+        Assert.True(code == 0, err);
+        Assert.DoesNotContain("GenerateResponses", text, StringComparison.Ordinal);
+        Assert.Contains("dry run: 2 messages would be published", text, StringComparison.Ordinal);
+        (code, _, err) = await Srlm("replay", "run1", "--iteration", "5", "--store", StoreUri);
+        Assert.Equal(1, code);
+        Assert.Contains("no journaled messages of run run1 match iteration 5", err, StringComparison.Ordinal);
+        (code, _, err) = await Srlm("replay", "run1", "--into", "run1", "--store", StoreUri);
+        Assert.Equal(2, code);
+        Assert.Contains("--into must be a new run id", err, StringComparison.Ordinal);
+
+        // Publishing needs the services' broker (the fault tests replay over one); nothing is copied without it.
+        (code, _, err) = await Srlm("replay", "run1", "--iteration", "1", "--type", "JudgeCandidate", "--into", "run9", "--store", StoreUri);
+        Assert.Equal(2, code);
+        Assert.Contains("replay publishes to the services: set SRLM_BUS=amqp://", err, StringComparison.Ordinal);
+        Assert.Null(await _stores.Artifacts.GetRunAsync("run9"));
+    }
+
+    [Fact]
     public async Task Replay_into_a_new_run_rekeys_messages_and_copies_the_artifacts_they_need()
     {
         var message = new JudgeCandidate { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0", CandidateId = "run1/i1/p0-0/c1" };
