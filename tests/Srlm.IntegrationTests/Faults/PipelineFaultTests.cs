@@ -469,6 +469,43 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Two_runs_in_flight_on_one_deployment_both_complete_each_with_only_its_own_artifacts()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "two-runs", output);
+        await run.StartServicesAsync(judges: 2);
+        var first = await run.StartRunAsync();
+        var second = await run.StartRunAsync(run.SmokeSpecWith(s => s["seed"] = 8)); // another seed: other candidates
+        var store = await run.StoreAsync();
+
+        foreach (var id in new[] { first, second })
+        {
+            run.UseRun(id);
+            await run.AssertCompletesAsync(RunTimeout);
+        }
+        await run.WaitForQuiescenceAsync();
+        foreach (var id in new[] { first, second })
+        {
+            run.UseRun(id);
+            await run.AssertEveryCandidateHasKJudgementsAsync();
+            var checkpoints = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(id));
+            Assert.Equal([1, 2, 3], checkpoints.Where(c => c.IsMain).Select(c => c.Iteration).Order());
+            Assert.Equal([2, 3], checkpoints.Where(c => !c.IsMain).Select(c => c.Iteration).Order());
+            // Nothing of one run was made from the other's: every candidate and judgement names a checkpoint of its own run.
+            var candidates = await store.ListAsync<CandidateRecord>(ArtifactQuery.OfRun(id));
+            var judgements = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(id));
+            Assert.All(candidates, c => Assert.StartsWith(id + "/", c.CheckpointId, StringComparison.Ordinal));
+            Assert.All(judgements, j => Assert.StartsWith(id + "/", j.CheckpointId, StringComparison.Ordinal));
+            var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(id));
+            Assert.Equal(checkpoints.Select(c => c.Id).Order(), evaluations.Select(e => e.CheckpointId).Order());
+            Assert.Empty(await store.ListErrorsAsync(id));
+        }
+        var jobs = (await store.ListJobsAsync(first)).Concat(await store.ListJobsAsync(second)).ToList();
+        Assert.All(jobs, j => Assert.Equal(JobState.Completed, j.State));
+        Assert.Equal(4, jobs.Count); // two DPO jobs per run
+    }
+
+    [SkippableFact]
     public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
     {
         var node = fixture.Require();
