@@ -285,13 +285,8 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var store = await run.StoreAsync();
         var trainer = run.Service("trainer-0");
 
-        JobRecord? job = null;
-        await run.WaitUntilAsync(async () =>
-        {
-            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
-            return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before its hand-off", StringComparison.Ordinal);
-        }, RunTimeout, "the iteration-1 DPO job stored M2 and holds before its hand-off");
-        Assert.NotNull(await store.GetAsync<CheckpointRecord>(job!.OutputCheckpointId!));
+        var job = await HeldDpoJobAsync(run, store, runId, trainer, "its hand-off", "the iteration-1 DPO job stored M2 and holds before its hand-off");
+        Assert.NotNull(await store.GetAsync<CheckpointRecord>(job.OutputCheckpointId!));
         Assert.Null(await store.GetAsync<IterationRecord>(Srlm.Judge.RecordIds.Iteration(runId, 2)));
 
         await node.TerminateAsync();
@@ -338,10 +333,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var iterationStarted = published.Where(e => e.MessageType == "Srlm.Contracts.IterationStarted").ToList();
         Assert.Equal([1, 2], iterationStarted.Select(e => e.Iteration ?? 0).Order());
         Assert.True(iterationStarted.Single(e => e.Iteration == 2).Time > stillDown, "IterationStarted(2) was journaled as published while the broker was down");
-        var checkpointReady = published.Where(e => e.MessageType == "Srlm.Contracts.CheckpointReady")
-            .Select(e => JsonDocument.Parse(e.BodyJson).RootElement.GetProperty("checkpointId").GetString()!).ToList();
-        foreach (var c in checkpoints)
-            Assert.True(checkpointReady.Count(id => id == c.Id) == 1, $"CheckpointReady({c.Id}) published {checkpointReady.Count(id => id == c.Id)} times");
+        AssertCheckpointReadyOnceEach(published, checkpoints);
         Assert.Single(published, e => e.MessageType == "Srlm.Contracts.RunCompleted");
         var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId));
         Assert.Equal(evaluations.Count, evaluations.Select(e => e.CheckpointId).Distinct().Count());
@@ -386,10 +378,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Equal([1, 2, 3], checkpoints.Where(c => c.IsMain).Select(c => c.Iteration).Order());
         Assert.Equal([2, 3], checkpoints.Where(c => !c.IsMain).Select(c => c.Iteration).Order());
         var published = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Published });
-        var checkpointReady = published.Where(e => e.MessageType == "Srlm.Contracts.CheckpointReady")
-            .Select(e => (Id: JsonDocument.Parse(e.BodyJson).RootElement.GetProperty("checkpointId").GetString()!, e.Time)).ToList();
-        foreach (var c in checkpoints)
-            Assert.True(checkpointReady.Count(r => r.Id == c.Id) == 1, $"CheckpointReady({c.Id}) published {checkpointReady.Count(r => r.Id == c.Id)} times");
+        var checkpointReady = AssertCheckpointReadyOnceEach(published, checkpoints);
         var completed = Assert.Single(published, e => e.MessageType == "Srlm.Contracts.RunCompleted");
         Assert.True(completed.Time >= checkpointReady.Single(r => r.Id == Ids.ControlCheckpoint(runId, 2)).Time, "RunCompleted was published before C3 was ready");
         var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(runId));
@@ -411,21 +400,16 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var store = await run.StoreAsync();
         var trainer = run.Service("trainer-0");
 
-        JobRecord? job = null;
-        await run.WaitUntilAsync(async () =>
-        {
-            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
-            return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before its control arm's DPO", StringComparison.Ordinal);
-        }, RunTimeout, "the iteration-1 DPO job is running and its control arm holds");
+        var job = await HeldDpoJobAsync(run, store, runId, trainer, "its control arm's DPO", "the iteration-1 DPO job is running and its control arm holds");
 
         var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "cancel", runId);
         output.WriteLine(text);
         Assert.True(rc == 0, $"srlm cancel exited {rc}: {text}");
-        await run.WaitUntilAsync(async () => (await store.ListJobsAsync(runId)).Single(j => j.Id == job!.Id).State == JobState.Failed,
+        await run.WaitUntilAsync(async () => (await store.ListJobsAsync(runId)).Single(j => j.Id == job.Id).State == JobState.Failed,
             TimeSpan.FromMinutes(1), "the running job stops and is failed after the cancel");
         var failed = (await store.ListJobsAsync(runId)).Single(j => j.Id == job!.Id);
         Assert.Equal($"run {runId} is cancelled", failed.Error);
-        Assert.Contains($"run {runId} is cancelled: job {job!.Id} stopped and failed", trainer.ReadLog(), StringComparison.Ordinal);
+        Assert.Contains($"run {runId} is cancelled: job {job.Id} stopped and failed", trainer.ReadLog(), StringComparison.Ordinal);
         Assert.Null(await store.GetAsync<CheckpointRecord>(Ids.ControlCheckpoint(runId, 1))); // C2 never trained
         Assert.Equal(RunState.Cancelled, (await run.RunAsync()).State);
         Assert.True(trainer.IsRunning, "the trainer exited");
@@ -571,6 +555,29 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
             var parent = checkpoints.Single(p => p.Id == c.ParentCheckpointId);
             Assert.NotEqual(parent.Files.Single(f => f.Path == "model.safetensors").Sha256, weights.Sha256);
         }
+    }
+
+    /// <summary>Waits until the run's iteration-1 DPO job exists and the trainer's log says it holds before
+    /// <paramref name="what"/> (a SRLM_TEST_HOLD_* hook); returns the job.</summary>
+    private static async Task<JobRecord> HeldDpoJobAsync(MultiProcessRun run, IArtifactStore store, string runId, ServiceProcess trainer, string what, string description)
+    {
+        JobRecord? job = null;
+        await run.WaitUntilAsync(async () =>
+        {
+            job = (await store.ListJobsAsync(runId)).FirstOrDefault(j => j is { Kind: JobKind.Dpo, Iteration: 1 });
+            return job is not null && trainer.ReadLog().Contains($"job {job.Id} holds before {what}", StringComparison.Ordinal);
+        }, RunTimeout, description);
+        return job!;
+    }
+
+    /// <summary>Each checkpoint's CheckpointReady is journaled as published exactly once; returns every one (id, time).</summary>
+    private static List<(string Id, DateTimeOffset Time)> AssertCheckpointReadyOnceEach(IEnumerable<JournalEntry> published, IEnumerable<CheckpointRecord> checkpoints)
+    {
+        var ready = published.Where(e => e.MessageType == "Srlm.Contracts.CheckpointReady")
+            .Select(e => (Id: JsonDocument.Parse(e.BodyJson).RootElement.GetProperty("checkpointId").GetString()!, e.Time)).ToList();
+        foreach (var c in checkpoints)
+            Assert.True(ready.Count(r => r.Id == c.Id) == 1, $"CheckpointReady({c.Id}) published {ready.Count(r => r.Id == c.Id)} times");
+        return ready;
     }
 
     private static async Task<Dictionary<string, int>> ConsumedPerTypeAsync(IArtifactStore store, string runId) =>
