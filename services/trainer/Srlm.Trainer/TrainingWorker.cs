@@ -342,11 +342,10 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         var inputId = t == 1 ? job.InputCheckpointId! : Ids.ControlCheckpoint(job.RunId, t - 1);
         if (await store.GetAsync<CheckpointRecord>(outputId, ct) is null)
         {
-            // C_t comes from the previous job, whose control arm may still be training on another trainer replica.
+            // C_t comes from the previous job, whose control arm may still be training on another trainer replica. The
+            // heartbeat stops the wait when the run ends meanwhile.
             while (await store.GetAsync<CheckpointRecord>(inputId, ct) is null)
             {
-                if (await store.GetRunAsync(job.RunId, ct) is not { IsTerminal: false })
-                    throw new InvalidOperationException($"control arm of iteration {t}: its starting checkpoint {inputId} is not stored and the run has ended");
                 await Task.Delay(options.PollInterval, ct);
                 if (!await RenewAsync(job, jobProgress.Step, null, ct)) return null;
             }
