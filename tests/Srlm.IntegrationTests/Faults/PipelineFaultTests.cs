@@ -453,6 +453,54 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Replay_into_a_new_run_over_the_broker_judges_again_exactly_as_the_original_run()
+    {
+        var node = fixture.Require();
+        var shared = await fixture.CompletedRunAsync(output);
+        await using var run = await MultiProcessRun.CreateAsync(node, "replay-into", output);
+        shared.CopyStore(run.StorePath);
+        CopyDirectory(Path.Combine(shared.Run.Folder, "checkpoints"), Path.Combine(run.Folder, "checkpoints"));
+        var store = await run.StoreAsync();
+        var original = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId))).Where(j => j.Iteration == 1).ToList();
+        Assert.NotEmpty(original);
+
+        await run.StartServicesAsync(judges: 1);
+        var copy = "replayed-" + Guid.NewGuid().ToString("N")[..6];
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId, "--iteration", "1", "--type", "JudgeCandidate", "--into", copy);
+        output.WriteLine(text);
+        Assert.True(rc == 0, $"srlm replay exited {rc}: {text}");
+        Assert.Contains($"run {copy} created from {shared.RunId}", text, StringComparison.Ordinal);
+        var originalPairs = (await store.ListAsync<PairRecord>(ArtifactQuery.OfRun(shared.RunId))).Where(p => p.Iteration == 1).ToList();
+
+        // The judge takes the re-keyed JudgeCandidate messages of the new run: every sample again, on the copied M1,
+        // with the seeds of the original (seeds do not depend on the run id), so the same text and score.
+        await run.WaitUntilAsync(async () =>
+            (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(copy))).Count(j => j.Iteration == 1) >= original.Count,
+            RunTimeout, "the replayed iteration-1 judgements are stored under the new run");
+        var replayed = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(copy))).Where(j => j.Iteration == 1)
+            .ToDictionary(j => Srlm.Judge.RecordIds.SeedKey(copy, j.Id));
+        Assert.Equal(original.Count, replayed.Count);
+        foreach (var o in original)
+        {
+            var r = replayed[Srlm.Judge.RecordIds.SeedKey(shared.RunId, o.Id)];
+            Assert.Equal((o.Seed, o.Score, o.RawText), (r.Seed, r.Score, r.RawText));
+            Assert.Equal(copy + o.CheckpointId[shared.RunId.Length..], r.CheckpointId);
+        }
+        // Every candidate of the copy found its inputs (none was parked), and the pairbuilder pairs the re-judged
+        // candidates exactly as in the original run.
+        await run.WaitUntilAsync(async () =>
+            (await store.ListAsync<PairRecord>(ArtifactQuery.OfRun(copy))).Count(p => p.Iteration == 1) >= originalPairs.Count,
+            RunTimeout, "the replayed iteration-1 pairs are stored under the new run");
+        Assert.Equal(
+            originalPairs.Select(p => (p.PromptId[shared.RunId.Length..], p.ChosenCandidateId[shared.RunId.Length..], p.RejectedCandidateId[shared.RunId.Length..], p.ChosenScore, p.RejectedScore)).Order(),
+            (await store.ListAsync<PairRecord>(ArtifactQuery.OfRun(copy))).Where(p => p.Iteration == 1)
+                .Select(p => (p.PromptId[copy.Length..], p.ChosenCandidateId[copy.Length..], p.RejectedCandidateId[copy.Length..], p.ChosenScore, p.RejectedScore)).Order());
+        Assert.Empty(await store.ListErrorsAsync(copy));
+        // The original run is untouched.
+        Assert.Equal(original.Count, (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId))).Count(j => j.Iteration == 1));
+    }
+
+    [SkippableFact]
     public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
     {
         var node = fixture.Require();

@@ -126,7 +126,8 @@ public sealed class BusInMemoryTests
         var items = await Srlm.Messaging.Operations.JournalReplay.SelectAsync(host.Store, "run-r", iteration: 2, type: "IterationStarted");
         Assert.Equal(2, Assert.Single(items).Entry.Iteration);
         var stores = host.Host.Services.GetRequiredService<StoreSet>();
-        await Srlm.Messaging.Operations.JournalReplay.CopyRunAsync(stores.Artifacts, stores.Checkpoints, "run-r", "run-s", items[0].Entry.Time);
+        await Srlm.Messaging.Operations.JournalReplay.CopyRunAsync(stores.Artifacts, stores.Checkpoints, "run-r", "run-s", items[0].Entry.Time,
+            Srlm.Messaging.Operations.JournalReplay.InputsOf(items, "run-r"));
         await Srlm.Messaging.Operations.JournalReplay.PublishAsync(host.Bus, items, "run-r", "run-s");
         await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 3), Wait, "replayed message handled");
         Assert.Contains(new IterationStarted { RunId = "run-s", Iteration = 2, CheckpointId = "run-s/m2" }, calls.Handled);

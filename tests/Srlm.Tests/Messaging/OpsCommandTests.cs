@@ -237,4 +237,29 @@ public sealed class OpsCommandTests : IAsyncLifetime
         var status = await _stores.Artifacts.GetIterationStatusAsync("run9", 1);
         Assert.Equal((3L, 18L, 2L, 0L), (status.Prompts, status.Judgments, status.Pairs, status.Duplicates));
     }
+
+    [Fact]
+    public async Task Replay_into_a_new_run_copies_what_the_replayed_messages_read_even_when_stored_after_the_first_of_them()
+    {
+        // The first replayed JudgeCandidate was published before anything of run1 was stored (cutoff in the past), as a
+        // candidate generated after the first JudgeCandidate went out would be: the copy must still hold every candidate
+        // the replayed messages name, with its prompt and checkpoint, and nothing the replay is to make again.
+        var items = new[] { "c1", "c0" }.Select(c => new ReplayItem(null!, typeof(JudgeCandidate),
+            new JudgeCandidate { RunId = "run1", Iteration = 1, CheckpointId = "run1/m1", PromptId = "run1/i1/p0-0", CandidateId = "run1/i1/p0-0/" + c })).ToList();
+        var inputs = JournalReplay.InputsOf(items, "run1");
+        Assert.Equal(["run1/i1/p0-0", "run1/i1/p0-0/c0", "run1/i1/p0-0/c1", "run1/m1"], inputs.Order(StringComparer.Ordinal));
+
+        var copied = await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs);
+        var a = _stores.Artifacts;
+        Assert.Equal(["run9/i1/p0-0/c0", "run9/i1/p0-0/c1"], (await a.ListAsync<CandidateRecord>(ArtifactQuery.OfRun("run9"))).Select(c => c.Id).Order(StringComparer.Ordinal));
+        Assert.Equal("run9/i1/p0-0", Assert.Single(await a.ListAsync<PromptRecord>(ArtifactQuery.OfRun("run9"))).Id);
+        Assert.Equal("weights of m1", File.ReadAllText(Path.Combine(await _stores.MaterializeCheckpointAsync("run9/m1"), "model.safetensors")));
+        Assert.Empty(await a.ListAsync<JudgementRecord>(ArtifactQuery.OfRun("run9")));
+        Assert.Empty(await a.ListAsync<PairRecord>(ArtifactQuery.OfRun("run9")));
+        Assert.Null(await a.GetAsync<CheckpointRecord>("run9/m2"));
+        // M1 names the SFT dataset it was trained on, so lineage in the copy still reaches the seed data.
+        Assert.Equal("sft", (await a.GetAsync<DatasetRecord>("run9/i0/sft"))!.Purpose);
+        Assert.Equal(5, copied); // 2 candidates, their prompt, M1 and its dataset
+        Assert.Equal(0, await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs));
+    }
 }
