@@ -117,11 +117,13 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         var spec = await specs.GetAsync(m.RunId, ct);
         var eval = spec.Evaluation;
         if (eval is null) return;
-        var evaluator = evaluators.FirstOrDefault(e => e.Name == eval.Evaluator)
-                        ?? throw new PermanentMessageException($"spec.evaluation.evaluator: '{eval.Evaluator}' is not registered in this host (registered: {string.Join(", ", evaluators.Select(e => e.Name))})");
+        var winRate = eval.Evaluator == EvaluationSpec.JudgeWinRate;
+        var evaluator = winRate ? null : evaluators.FirstOrDefault(e => e.Name == eval.Evaluator)
+                        ?? throw new PermanentMessageException($"spec.evaluation.evaluator: '{eval.Evaluator}' is neither \"{EvaluationSpec.JudgeWinRate}\" nor registered in this host (registered: {string.Join(", ", evaluators.Select(e => e.Name))})");
+        var evaluatorName = eval.Evaluator!;
         var checkpoint = await store.GetAsync<CheckpointRecord>(m.CheckpointId, ct)
                          ?? throw new MalformedMessageException($"EvaluateCheckpoint {context.MessageId}: checkpoint {m.CheckpointId} is not stored");
-        var id = RecordIds.Evaluation(m.CheckpointId, evaluator.Name);
+        var id = RecordIds.Evaluation(m.CheckpointId, evaluatorName);
         if (await store.GetAsync<EvaluationRecord>(id, ct) is null)
         {
             var started = DateTimeOffset.UtcNow;
@@ -132,20 +134,25 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             var heldOut = (await specs.JsonlAsync(eval.HeldOut, "evaluation.held_out", ct))
                 .Select(l => GeneratePromptsConsumer.InstructionOf(l.Text, l.Line, "evaluation.held_out"))
                 .Take(eval.MaxItems ?? int.MaxValue).ToList();
-            var answers = await model.GenerateAsync(heldOut.Select((q, i) =>
-                new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", RecordIds.SeedKey(m.RunId, m.CheckpointId), i), 0, 1, eval.MaxNewTokens)).ToList(), ct);
-            int correct = 0, ungradeable = 0;
-            for (int i = 0; i < heldOut.Count; i++)
-            {
-                var verdict = evaluator.IsCorrect(heldOut[i], answers[i].Text);
-                if (verdict is null) ungradeable++;
-                else if (verdict.Value) correct++;
-                if (i < 20) examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, correct = verdict });
-            }
-            metrics["accuracy"] = heldOut.Count == 0 ? double.NaN : (double)correct / heldOut.Count;
+            var answers = await GreedyAnswersAsync(model, spec, m.RunId, m.CheckpointId, heldOut, ct);
             metrics["eval_items"] = heldOut.Count;
-            metrics["eval_ungradeable"] = ungradeable;
             metrics["mean_answer_tokens"] = answers.Count == 0 ? 0 : answers.Average(a => a.CompletionTokens);
+            if (evaluator is not null)
+            {
+                int correct = 0, ungradeable = 0;
+                for (int i = 0; i < heldOut.Count; i++)
+                {
+                    var verdict = evaluator.IsCorrect(heldOut[i], answers[i].Text);
+                    if (verdict is null) ungradeable++;
+                    else if (verdict.Value) correct++;
+                    if (i < 20) examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, correct = verdict });
+                }
+                metrics["accuracy"] = heldOut.Count == 0 ? double.NaN : (double)correct / heldOut.Count;
+                metrics["eval_ungradeable"] = ungradeable;
+            }
+            else if (checkpoint.ParentCheckpointId is { } parentId)
+                await WinRateAsync(spec, m, parentId, heldOut, answers, metrics, examples, ct);
+            // else: an uploaded checkpoint has no parent to play against; its win rate is not measured (left out).
 
             if (eval.JudgePairs is not null)
             {
@@ -176,12 +183,78 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             foreach (var key in metrics.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key).ToList()) metrics.Remove(key);
             await store.PutAsync(new EvaluationRecord
             {
-                Id = id, RunId = m.RunId, Iteration = checkpoint.Iteration, CheckpointId = m.CheckpointId, Evaluator = evaluator.Name,
+                Id = id, RunId = m.RunId, Iteration = checkpoint.Iteration, CheckpointId = m.CheckpointId, Evaluator = evaluatorName,
                 Metrics = metrics, Details = JsonSerializer.Serialize(examples),
             }, ct);
-            LogEvaluated(log, m.RunId, m.CheckpointId, metrics.GetValueOrDefault("accuracy"), metrics.GetValueOrDefault("judge_pairwise_accuracy", double.NaN));
+            if (winRate) LogWinRate(log, m.RunId, m.CheckpointId, checkpoint.ParentCheckpointId ?? "(none)", metrics.GetValueOrDefault("win_rate", double.NaN),
+                (long)metrics.GetValueOrDefault("wins"), (long)metrics.GetValueOrDefault("losses"), (long)metrics.GetValueOrDefault("ties"));
+            else LogEvaluated(log, m.RunId, m.CheckpointId, metrics.GetValueOrDefault("accuracy"), metrics.GetValueOrDefault("judge_pairwise_accuracy", double.NaN));
         }
         await context.Publish(new CheckpointEvaluated { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, ct);
+    }
+
+    /// <summary>Greedy answers of one checkpoint to the held-out instructions (seeded per item, for models whose
+    /// sampler still draws at temperature 0).</summary>
+    private static Task<IReadOnlyList<GenerationResult>> GreedyAnswersAsync(ITextModel model, RunSpec spec, string runId, string checkpointId,
+        IReadOnlyList<string> heldOut, CancellationToken ct) =>
+        model.GenerateAsync(heldOut.Select((q, i) =>
+            new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", RecordIds.SeedKey(runId, checkpointId), i), 0, 1, spec.Evaluation!.MaxNewTokens)).ToList(), ct);
+
+    /// <summary>evaluation.evaluator = judge_win_rate: the checkpoint against its parent on every held-out instruction.
+    /// Both answer greedily; identical answers tie without judging; otherwise the fixed judge (evaluation.judge_model,
+    /// else the run's M1) scores each answer with the run's judge prompt, K samples averaged as in the loop, and the
+    /// higher mean wins. An item where either answer gets no valid score is counted as unjudged, not as a tie.
+    /// win_rate = (wins + ties / 2) / judged items.</summary>
+    private async Task WinRateAsync(RunSpec spec, EvaluateCheckpoint m, string parentId, IReadOnlyList<string> heldOut,
+        IReadOnlyList<GenerationResult> answers, Dictionary<string, double> metrics, List<object> examples, CancellationToken ct)
+    {
+        var parent = await models.GetAsync(parentId, ct);
+        var parentAnswers = await GreedyAnswersAsync(parent, spec, m.RunId, parentId, heldOut, ct);
+        var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : RecordIds.StartCheckpoint(m.RunId, isM1: true);
+        var judge = await models.GetAsync(judgeId, ct);
+
+        int k = spec.Judge.Samples;
+        var contested = Enumerable.Range(0, heldOut.Count).Where(i => answers[i].Text != parentAnswers[i].Text).ToList();
+        var requests = new List<GenerationRequest>();
+        foreach (var i in contested)
+            foreach (var (side, text) in new[] { ("self", answers[i].Text), ("parent", parentAnswers[i].Text) })
+                for (int s = 0; s < k; s++)
+                    requests.Add(Judging.Request(spec, m.RunId, heldOut[i], text, $"{m.CheckpointId}/eval-win/{i}/{side}", s));
+        var outputs = await judge.GenerateAsync(requests, ct);
+
+        int wins = 0, losses = 0, ties = heldOut.Count - contested.Count, unjudged = 0, valid = 0;
+        double selfSum = 0, parentSum = 0;
+        int scored = 0;
+        for (int c = 0; c < contested.Count; c++)
+        {
+            var parsed = Enumerable.Range(0, 2 * k).Select(j => ScoreParser.Parse(outputs[2 * k * c + j].Text, spec.Judge.MaxScore)).ToList();
+            valid += parsed.Count(p => p.IsValid);
+            double? self = ScoreParser.Mean(parsed.Take(k)), other = ScoreParser.Mean(parsed.Skip(k));
+            string outcome;
+            if (self is null || other is null) { unjudged++; outcome = "unjudged"; }
+            else
+            {
+                scored++;
+                selfSum += self.Value;
+                parentSum += other.Value;
+                if (self > other) { wins++; outcome = "win"; }
+                else if (self < other) { losses++; outcome = "loss"; }
+                else { ties++; outcome = "tie"; }
+            }
+            int i = contested[c];
+            if (examples.Count < 20)
+                examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, parent_answer = parentAnswers[i].Text, score = self, parent_score = other, outcome });
+        }
+        int judged = wins + losses + ties;
+        metrics["win_rate"] = judged == 0 ? double.NaN : (wins + ties / 2.0) / judged;
+        metrics["wins"] = wins;
+        metrics["losses"] = losses;
+        metrics["ties"] = ties;
+        metrics["identical_answers"] = heldOut.Count - contested.Count;
+        metrics["win_rate_unjudged"] = unjudged;
+        metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
+        metrics["mean_judge_score"] = scored == 0 ? double.NaN : selfSum / scored;
+        metrics["parent_mean_judge_score"] = scored == 0 ? double.NaN : parentSum / scored;
     }
 
     private static LabelledAnswer Labelled(string line, int lineNo)
@@ -197,6 +270,9 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             throw new PermanentMessageException($"spec.evaluation.judge_pairs line {lineNo}: expected {{\"instruction\", \"answer\", \"score\"}}");
         }
     }
+
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} against its parent {ParentId}: win rate {WinRate:F3} ({Wins} wins, {Losses} losses, {Ties} ties)")]
+    private static partial void LogWinRate(ILogger logger, string runId, string checkpointId, string parentId, double winRate, long wins, long losses, long ties);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} evaluated: accuracy {Accuracy:F3}, judge pairwise accuracy {JudgeAccuracy:F3}")]
     private static partial void LogEvaluated(ILogger logger, string runId, string checkpointId, double accuracy, double judgeAccuracy);

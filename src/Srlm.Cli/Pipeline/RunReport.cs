@@ -48,6 +48,9 @@ public sealed record ModelEntry
     [JsonPropertyName("judge_kendall_tau")] public double? JudgeKendallTau { get; init; }
     [JsonPropertyName("control_accuracy")] public double? ControlAccuracy { get; init; }
     [JsonPropertyName("control_judge_pairwise_accuracy")] public double? ControlJudgePairwiseAccuracy { get; init; }
+    /// <summary>evaluation.evaluator judge_win_rate: M_t against its parent, judged by the fixed judge (ties count half).</summary>
+    [JsonPropertyName("win_rate_vs_parent")] public double? WinRateVsParent { get; init; }
+    [JsonPropertyName("control_win_rate_vs_parent")] public double? ControlWinRateVsParent { get; init; }
     [JsonPropertyName("prompts")] public long? Prompts { get; init; }
     [JsonPropertyName("candidates")] public long? Candidates { get; init; }
     [JsonPropertyName("judgments")] public long? Judgments { get; init; }
@@ -101,6 +104,8 @@ public static class RunReportBuilder
                 JudgeKendallTau = M("judge_kendall_tau"),
                 ControlAccuracy = controlEval is not null && controlEval.TryGetValue("accuracy", out var ca) ? ca : null,
                 ControlJudgePairwiseAccuracy = controlEval is not null && controlEval.TryGetValue("judge_pairwise_accuracy", out var cj) ? cj : null,
+                WinRateVsParent = M("win_rate"),
+                ControlWinRateVsParent = controlEval is not null && controlEval.TryGetValue("win_rate", out var cw) ? cw : null,
             };
             if (t <= spec.Iterations && statuses.TryGetValue(t, out var s))
             {

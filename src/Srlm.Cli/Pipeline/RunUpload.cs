@@ -95,7 +95,13 @@ public static class RunUpload
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
                 datasetId: isM1 ? RecordIds.SftDataset(runId) : null);
         string? promptModel = spec.Models.PromptModel is { } pm
-            ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct)
+            ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
+                field: "spec.models.prompt_model")
+            : null;
+
+        string? judgeModel = spec.Evaluation?.JudgeModel is { } jm
+            ? await Checkpoint(store, checkpoints, runId, $"{runId}/eval-judge", -1, jm, null, Resolve, register: false, ct,
+                field: "spec.evaluation.judge_model")
             : null;
 
         var stored = spec with
@@ -104,7 +110,7 @@ public static class RunUpload
             SeedData = new SeedDataSpec { Ift = ift, Eft = eft },
             Prompts = spec.Prompts with { PoolFile = pool },
             Judge = spec.Judge with { Template = template, TemplateFile = null },
-            Evaluation = spec.Evaluation is null ? null : spec.Evaluation with { HeldOut = heldOut, JudgePairs = judgePairs },
+            Evaluation = spec.Evaluation is null ? null : spec.Evaluation with { HeldOut = heldOut, JudgePairs = judgePairs, JudgeModel = judgeModel },
         };
         RunSpecValidator.ThrowIfInvalid(stored);
 
@@ -116,12 +122,13 @@ public static class RunUpload
     }
 
     private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
-        string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null)
+        string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null,
+        string field = "spec.models")
     {
         if (SpecRefs.IsCheckpoint(path)) return path;
         var dir = resolve(path);
-        if (!Directory.Exists(dir)) throw new UsageException($"spec.models: checkpoint folder not found: {dir}");
-        if (!File.Exists(Path.Combine(dir, "config.json"))) throw new UsageException($"spec.models: {dir} has no config.json (expected a Hugging Face-style checkpoint folder)");
+        if (!Directory.Exists(dir)) throw new UsageException($"{field}: checkpoint folder not found: {dir}");
+        if (!File.Exists(Path.Combine(dir, "config.json"))) throw new UsageException($"{field}: {dir} has no config.json (expected a Hugging Face-style checkpoint folder)");
         string source = dir;
         string? temp = null;
         if (tokenizer is not null)

@@ -305,8 +305,18 @@ public sealed record EvaluationSpec
     /// <summary>Held-out JSONL {"instruction": ..., "answer"?: ...}; relative to the spec; uploaded by `srlm start`.</summary>
     public string? HeldOut { get; init; }
 
-    /// <summary>Name of the answer evaluator the host registers (e.g. a task family's checker).</summary>
+    /// <summary>The built-in evaluator for tasks no checker can grade: head-to-head against the parent checkpoint.</summary>
+    public const string JudgeWinRate = "judge_win_rate";
+
+    /// <summary>Name of the answer evaluator: a task family's checker the host registers (e.g. "addition"), or
+    /// <see cref="JudgeWinRate"/>: each held-out instruction is answered greedily by the checkpoint and by its parent,
+    /// a fixed judge scores both answers with the run's judge prompt (K samples, mean), and the checkpoint wins,
+    /// loses or ties on the item.</summary>
     public string? Evaluator { get; init; }
+
+    /// <summary>The fixed judge of <see cref="JudgeWinRate"/>: a checkpoint folder relative to the spec, uploaded by
+    /// `srlm start` (stored as checkpoint:ID). Null = the run's M1, the same judge for every checkpoint of the run.</summary>
+    public string? JudgeModel { get; init; }
 
     /// <summary>Held-out labelled answers for the judge's agreement (EFT-format JSONL with true scores); optional.</summary>
     public string? JudgePairs { get; init; }

@@ -214,6 +214,8 @@ public static class RunSpecValidator
             Check(e.MaxItems is null or >= 1, "evaluation.max_items", "must be >= 1");
             Check(e.MaxJudgeItems is null or >= 2, "evaluation.max_judge_items", "must be >= 2");
             Check(e.MaxNewTokens >= 1, "evaluation.max_new_tokens", "must be >= 1");
+            Check(e.JudgeModel is null || e.Evaluator == EvaluationSpec.JudgeWinRate, "evaluation.judge_model",
+                $"is the judge of evaluator \"{EvaluationSpec.JudgeWinRate}\" only (evaluator is \"{e.Evaluator}\")");
         }
         return errors;
     }

@@ -91,4 +91,48 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
 
         static string Sha(CheckpointRecord c) => c.Files.Single(f => f.Path.EndsWith(".safetensors", StringComparison.Ordinal)).Sha256;
     }
+
+    [Fact]
+    public async Task A_fixed_prompt_model_writes_every_prompt_and_each_checkpoint_plays_its_parent_before_a_fixed_judge()
+    {
+        var result = await RunAsync(SmokeCopy("run.json", s =>
+        {
+            s["prompts"]!["source"] = "self_instruct";
+            s["models"]!["prompt_model"] = "m1";
+            s["evaluation"]!["evaluator"] = "judge_win_rate";
+            s["evaluation"]!["judge_model"] = "m1";
+            s["evaluation"]!["max_items"] = 10;
+            s.Remove("control");
+        }));
+        Assert.Equal(RunState.Completed, result.State);
+
+        await using var store = await SqliteArtifactStore.OpenAsync(Path.Combine(result.Directory, PipelineHost.StoreFile));
+        // The stored spec names uploaded checkpoints, never a folder of the submitter's machine.
+        var run = (await store.GetRunAsync(result.RunId))!;
+        Assert.DoesNotContain(_root, run.SpecJson, StringComparison.Ordinal);
+        var spec = Srlm.Contracts.Spec.RunSpecJson.Parse(run.SpecJson);
+        Assert.Equal(($"checkpoint:{result.RunId}/prompt-model", $"checkpoint:{result.RunId}/eval-judge"), (spec.Models.PromptModel, spec.Evaluation!.JudgeModel));
+
+        // Iteration 2's prompts come from the fixed prompt model too, not from M2.
+        var prompts = await store.ListAsync<PromptRecord>(ArtifactQuery.OfRun(result.RunId));
+        foreach (int t in new[] { 1, 2 })
+            Assert.All(prompts.Where(p => p.Iteration == t).ToList() is { Count: > 0 } mine ? mine : throw new Xunit.Sdk.XunitException($"no prompts in iteration {t}"),
+                p => Assert.Equal(("generated", $"{result.RunId}/prompt-model"), (p.Source, p.CheckpointId)));
+
+        // M1 was uploaded (no parent): no win rate. M2 and M3 each played their parent on the 10 held-out items.
+        var evaluations = (await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(result.RunId))).ToDictionary(e => e.CheckpointId);
+        Assert.All(evaluations.Values, e => Assert.Equal("judge_win_rate", e.Evaluator));
+        Assert.False(evaluations[Ids.Checkpoint(result.RunId, 0)].Metrics.ContainsKey("win_rate"));
+        foreach (int t in new[] { 1, 2 })
+        {
+            var m = evaluations[Ids.Checkpoint(result.RunId, t)].Metrics;
+            output.WriteLine($"M{t + 1}: " + string.Join(", ", m.Select(kv => $"{kv.Key}={kv.Value:0.###}")));
+            Assert.Equal(10, m["wins"] + m["losses"] + m["ties"] + m["win_rate_unjudged"]);
+            Assert.Equal((m["wins"] + m["ties"] / 2) / (m["wins"] + m["losses"] + m["ties"]), m["win_rate"], 12);
+            Assert.Equal(m["win_rate"], result.Report!.Iterations[t].WinRateVsParent);
+            Assert.False(m.ContainsKey("accuracy"));
+        }
+        Assert.Null(result.Report!.Iterations[0].WinRateVsParent);
+        Assert.Contains("win vs parent", File.ReadAllText(Path.Combine(result.Directory, "report.md")), StringComparison.Ordinal);
+    }
 }
