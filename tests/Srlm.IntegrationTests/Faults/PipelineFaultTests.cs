@@ -90,14 +90,28 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Equal("completed", status.GetProperty("state").GetString());
         Assert.All(status.GetProperty("iterations").EnumerateArray(), i => Assert.Equal(0, i.GetProperty("duplicates").GetInt64()));
 
-        // The counter is not blind: a deliberately non-idempotent write (one judge sample stored again under a fresh id,
-        // as a writer with random ids would on redelivery) shows up as one duplicate in `srlm status`.
-        var victim = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId, 1)))[0];
-        Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(victim with { Id = Guid.NewGuid().ToString(), CreatedAt = null }));
+        // The counter is not blind: the judges replaced by one that writes carelessly (SRLM_TEST_NON_IDEMPOTENT: samples
+        // under random ids, stored ones never looked at), iteration 1's JudgeCandidates delivered once more store every
+        // sample again, and `srlm status` counts each of them as a duplicate; no other iteration changes.
+        foreach (var judge in run.Harness.Processes.Where(p => p.Name.StartsWith("judge-", StringComparison.Ordinal)).ToList()) await judge.StopAsync();
+        var careless = run.Harness.Start("judge", new Dictionary<string, string> { ["SRLM_TEST_NON_IDEMPOTENT"] = "judgement" });
+        await run.WaitHealthyAsync([careless]);
+        var iteration1 = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId, 1))).Count;
+        (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId, "--iteration", "1", "--type", "JudgeCandidate");
+        Assert.True(rc == 0, $"srlm replay exited {rc}: {text}");
+        output.WriteLine(text);
+        await run.WaitForQuiescenceAsync();
+        // The journal holds each candidate's JudgeCandidate once per time it was sent (the run, the replay above, the
+        // generator answering a redelivered GenerateResponses again), and every one of them now adds K samples.
+        var sent = int.Parse(System.Text.RegularExpressions.Regex.Match(text, @"(\d+) messages published").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var k = iteration1 / (await store.ListAsync<CandidateRecord>(ArtifactQuery.OfRun(shared.RunId, 1))).Count;
         (_, status) = await run.StatusJsonAsync();
         var iterations = status.GetProperty("iterations").EnumerateArray().ToList();
-        Assert.Equal(1, iterations.Single(i => i.GetProperty("iteration").GetInt32() == 1).GetProperty("duplicates").GetInt64());
+        Assert.Equal(sent * k, iterations.Single(i => i.GetProperty("iteration").GetInt32() == 1).GetProperty("duplicates").GetInt64());
         Assert.All(iterations.Where(i => i.GetProperty("iteration").GetInt32() != 1), i => Assert.Equal(0, i.GetProperty("duplicates").GetInt64()));
+        var groups = await store.ListDuplicatesAsync(shared.RunId, 1);
+        Assert.Equal(iteration1, groups.Count); // every (candidate, sample) of iteration 1
+        Assert.Equal(iteration1 + sent * k, groups.Sum(g => g.Ids.Count));
     }
 
     [SkippableFact]
@@ -420,9 +434,10 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     {
         var node = fixture.Require();
         await using var run = await MultiProcessRun.CreateAsync(node, "two-runs", output);
-        await run.StartServicesAsync(judges: 2);
-        var first = await run.StartRunAsync();
-        var second = await run.StartRunAsync(run.SmokeSpecWith(s => s["seed"] = 8)); // another seed: other candidates
+        // Two generator replicas share the prompt shards and the candidates (4 shards an iteration here), two judges the judging.
+        await run.StartServicesAsync(judges: 2, generators: 2);
+        var first = await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["shards"] = 4));
+        var second = await run.StartRunAsync(run.SmokeSpecWith(s => { s["seed"] = 8; s["prompts"]!["shards"] = 4; })); // another seed: other candidates
         var store = await run.StoreAsync();
 
         foreach (var id in new[] { first, second })
@@ -446,6 +461,28 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
             var evaluations = await store.ListAsync<EvaluationRecord>(ArtifactQuery.OfRun(id));
             Assert.Equal(checkpoints.Select(c => c.Id).Order(), evaluations.Select(e => e.CheckpointId).Order());
             Assert.Empty(await store.ListErrorsAsync(id));
+            // `srlm start` uploaded every file and folder the spec named: the stored spec names no path of the submitter.
+            var stored = (await store.GetRunAsync(id))!.SpecJson;
+            Assert.DoesNotContain(Path.Combine(run.Folder, "spec"), stored, StringComparison.Ordinal);
+            Assert.Contains("\"checkpoint:", stored, StringComparison.Ordinal);
+            // Every shard of both iterations stored once, whichever replica wrote it; the prompt set is final once each.
+            Assert.Equal(8, await store.CountAsync<PromptShardRecord>(ArtifactQuery.OfRun(id)));
+            Assert.Equal(2, await store.CountAsync<PromptSetFinalRecord>(ArtifactQuery.OfRun(id)));
+        }
+        // Both generator replicas did work of their own (the broker hands competing consumers messages in turn).
+        var generatorPids = run.Harness.Processes.Where(p => p.Name.StartsWith("generator-", StringComparison.Ordinal)).Select(p => p.Pid!.Value).ToList();
+        Assert.Equal(2, generatorPids.Count);
+        foreach (var pid in generatorPids)
+        {
+            int shards = 0, answered = 0;
+            foreach (var id in new[] { first, second })
+            {
+                run.UseRun(id);
+                shards += await run.ConsumedByAsync("generator", pid, "Srlm.Contracts.GeneratePrompts");
+                answered += await run.ConsumedByAsync("generator", pid, "Srlm.Contracts.GenerateResponses");
+            }
+            output.WriteLine($"generator {pid}: {shards} shards, {answered} prompts answered");
+            Assert.True(shards > 0 && answered > 0, $"generator {pid} wrote {shards} shards and answered {answered} prompts");
         }
         var jobs = (await store.ListJobsAsync(first)).Concat(await store.ListJobsAsync(second)).ToList();
         Assert.All(jobs, j => Assert.Equal(JobState.Completed, j.State));
