@@ -38,7 +38,7 @@ public sealed class ReplayCommand : ICommand
         if (into is not null)
         {
             var cutoff = items.Min(i => i.Entry.Time);
-            var copied = await JournalReplay.CopyRunAsync(env.Store, env.Stores.Checkpoints, runId, into, cutoff, JournalReplay.InputsOf(items, runId), cancel);
+            var copied = await JournalReplay.CopyRunAsync(env.Store, env.Stores.Checkpoints, runId, into, cutoff, await JournalReplay.InputsAsync(env.Store, items, runId, cancel), cancel);
             Console.WriteLine($"run {into} created from {runId}: {copied} artifacts copied (those stored before {cutoff:u} and those the messages read)");
         }
         var published = await JournalReplay.PublishAsync(bus.Bus, items, runId, into, cancel);

@@ -74,6 +74,20 @@ public static class JournalReplay
         return ids;
     }
 
+    /// <summary>What the replayed messages read: <see cref="InputsOf"/>, and the checkpoints the first replayed iteration t
+    /// starts from, M_0 or M_1 .. M_t and the control arm's C_2..C_t. A message names M_t, but C_t is found by its index (the
+    /// iteration's control arm samples with it), and it may well have been stored after IterationStarted(t): the control
+    /// arm trains beside the next iteration.</summary>
+    public static async Task<IReadOnlySet<string>> InputsAsync(IArtifactStore store, IReadOnlyList<ReplayItem> items, string from, CancellationToken ct = default)
+    {
+        var ids = new HashSet<string>(InputsOf(items, from), StringComparer.Ordinal);
+        var first = items.Select(i => i.Message).OfType<IRunMessage>().Select(m => (int?)m.Iteration).Min();
+        if (first is { } t)
+            foreach (var c in await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(from), ct))
+                if (c.Iteration <= t) ids.Add(c.Id);
+        return ids;
+    }
+
     private static void CollectRefs(JsonNode? node, string from, HashSet<string> into)
     {
         switch (node)

@@ -538,6 +538,58 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Replay_of_an_iteration_from_its_start_into_a_new_run_makes_it_again_exactly()
+    {
+        var node = fixture.Require();
+        var shared = await fixture.CompletedRunAsync(output);
+        await using var run = await MultiProcessRun.CreateAsync(node, "replay-iteration", output);
+        shared.CopyStore(run.StorePath);
+        CopyDirectory(Path.Combine(shared.Run.Folder, "checkpoints"), Path.Combine(run.Folder, "checkpoints"));
+        var store = await run.StoreAsync();
+
+        await run.StartServicesAsync(judges: 1);
+        var copy = "again-" + Guid.NewGuid().ToString("N")[..6];
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId, "--iteration", "2", "--type", "IterationStarted", "--into", copy);
+        output.WriteLine(text);
+        Assert.True(rc == 0, $"srlm replay exited {rc}: {text}");
+        // The copy starts from M2 and C2 (C2 is named by no message and may be stored after IterationStarted(2)) and
+        // runs iteration 2 to the end: prompts, candidates, judgements, pairs, M3 and C3 made again under the new id.
+        run.UseRun(copy);
+        await run.AssertCompletesAsync(RunTimeout);
+        await run.WaitForQuiescenceAsync();
+        Assert.Empty(await store.ListErrorsAsync(copy));
+
+        string Key(string runId, string id) => id[runId.Length..];
+        async Task<List<string>> Of<T>(string runId, Func<T, string> show) where T : class, IArtifact =>
+            (await store.ListAsync<T>(ArtifactQuery.OfRun(runId, 2))).Select(show).Order(StringComparer.Ordinal).ToList();
+        foreach (var (what, original, again) in new[]
+        {
+            ("prompts", await Of<PromptRecord>(shared.RunId, p => $"{Key(shared.RunId, p.Id)} {p.Text}"), await Of<PromptRecord>(copy, p => $"{Key(copy, p.Id)} {p.Text}")),
+            ("candidates", await Of<CandidateRecord>(shared.RunId, c => $"{Key(shared.RunId, c.Id)} {c.Text}"), await Of<CandidateRecord>(copy, c => $"{Key(copy, c.Id)} {c.Text}")),
+            ("judgements", await Of<JudgementRecord>(shared.RunId, j => $"{Key(shared.RunId, j.Id)} {j.Score} {j.RawText}"), await Of<JudgementRecord>(copy, j => $"{Key(copy, j.Id)} {j.Score} {j.RawText}")),
+            ("pairs", await Of<PairRecord>(shared.RunId, p => $"{Key(shared.RunId, p.ChosenCandidateId)} > {Key(shared.RunId, p.RejectedCandidateId)}"),
+                      await Of<PairRecord>(copy, p => $"{Key(copy, p.ChosenCandidateId)} > {Key(copy, p.RejectedCandidateId)}")),
+        })
+        {
+            output.WriteLine($"iteration 2 {what}: {original.Count} in the run, {again.Count} in the replay");
+            Assert.NotEmpty(original);
+            Assert.Equal(original, again);
+        }
+        // M3 and C3 have the same weights, config and tokenizer: DPO is seeded from the spec and ids without the run id.
+        // (training_meta.json differs: it names the job, the dataset and the parent's folder of its own run.)
+        var checkpoints = (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(shared.RunId))).ToDictionary(c => Key(shared.RunId, c.Id));
+        static IEnumerable<(string, string)> Content(CheckpointRecord c) => c.Files.Where(f => f.Path != "training_meta.json").Select(f => (f.Path, f.Sha256)).Order();
+        foreach (var c in (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(copy))).Where(c => c.Iteration == 3))
+        {
+            Assert.Contains(c.Files, f => f.Path.EndsWith(".safetensors", StringComparison.Ordinal));
+            Assert.Equal(Content(checkpoints[Key(copy, c.Id)]), Content(c));
+        }
+        Assert.Equal(2, (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(copy))).Count(c => c.Iteration == 3));
+        // Iteration 1 was not run again in the copy: no message of it was handled there.
+        Assert.Equal(0, await store.CountJournalAsync(new JournalQuery { RunId = copy, Iteration = 1, Direction = JournalDirection.Consumed }));
+    }
+
+    [SkippableFact]
     public async Task Start_refuses_a_broker_where_no_trainer_ever_connected_instead_of_losing_RunStarted()
     {
         var node = fixture.Require();

@@ -262,4 +262,32 @@ public sealed class OpsCommandTests : IAsyncLifetime
         Assert.Equal(5, copied); // 2 candidates, their prompt, M1 and its dataset
         Assert.Equal(0, await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs));
     }
+
+    [Fact]
+    public async Task Replay_of_an_iteration_into_a_new_run_copies_the_control_checkpoint_it_starts_from_but_not_later_models()
+    {
+        // C2 (the control arm of iteration 1) is stored after IterationStarted(2) went out, and no message names it;
+        // iteration 2's control arm samples with it. M3 (iteration 2's output) is made again by the replay.
+        var past = DateTimeOffset.UtcNow.AddHours(-1);
+        await _stores.PutCheckpointAsync(new CheckpointRecord
+        {
+            Id = Ids.ControlCheckpoint("run1", 1), RunId = "run1", Iteration = 2, Location = "", Files = [], Origin = CheckpointRecord.ControlOrigin,
+            ParentCheckpointId = "run1/m1",
+        }, OpsFixtures.CheckpointFolder(_folder, "weights of c2"));
+        await _stores.PutCheckpointAsync(new CheckpointRecord
+        {
+            Id = Ids.Checkpoint("run1", 2), RunId = "run1", Iteration = 3, Location = "", Files = [], Origin = "dpo", ParentCheckpointId = "run1/m2",
+        }, OpsFixtures.CheckpointFolder(_folder, "weights of m3"));
+        var items = new[] { new ReplayItem(null!, typeof(IterationStarted), new IterationStarted { RunId = "run1", Iteration = 2, CheckpointId = "run1/m2" }) };
+
+        var inputs = await JournalReplay.InputsAsync(_stores.Artifacts, items, "run1");
+        Assert.Equal(["run1/c2", "run1/m1", "run1/m2"], inputs.Order(StringComparer.Ordinal));
+        await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", past, inputs);
+        var copied = await _stores.Artifacts.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun("run9"));
+        Assert.Equal(["run9/c2", "run9/m1", "run9/m2"], copied.Select(c => c.Id).Order(StringComparer.Ordinal));
+        Assert.Equal("weights of c2", File.ReadAllText(Path.Combine(await _stores.MaterializeCheckpointAsync("run9/c2"), "model.safetensors")));
+        // M2's lineage came along: the dataset it was trained on, its pairs and their candidates.
+        Assert.Equal(2, (await _stores.Artifacts.ListAsync<PairRecord>(ArtifactQuery.OfRun("run9"))).Count);
+        Assert.NotNull(await _stores.Artifacts.GetAsync<DatasetRecord>(Ids.Dataset("run9", 1)));
+    }
 }
