@@ -24,6 +24,7 @@ public sealed record JournalQuery
     public string? MessageId { get; init; }
     /// <summary>Only entries with <see cref="JournalEntry.Sequence"/> greater than this.</summary>
     public long AfterSequence { get; init; }
+    /// <summary>At most this many entries, in sequence order (0 or less: none).</summary>
     public int Limit { get; init; } = int.MaxValue;
 }
 

@@ -270,7 +270,9 @@ public sealed class MongoArtifactStore : IArtifactStore
 
     public async Task<IReadOnlyList<WriteOutcome>> PutManyAsync<T>(IReadOnlyList<T> artifacts, CancellationToken ct = default) where T : class, IArtifact
     {
-        // Each insert is its own idempotent step: a retry after a partial failure re-inserts nothing twice.
+        // Every record is checked before any is written (as on SQLite); then each insert is its own idempotent step,
+        // so a retry after a partial failure re-inserts nothing twice.
+        foreach (var a in artifacts) Validate(a);
         var outcomes = new WriteOutcome[artifacts.Count];
         for (var i = 0; i < artifacts.Count; i++) outcomes[i] = await PutAsync(artifacts[i], ct);
         return outcomes;
@@ -339,7 +341,9 @@ public sealed class MongoArtifactStore : IArtifactStore
             var outcome = Sqlite.SqliteArtifactStore.PairRefOutcome(pair, chosen, rejected);
             if (outcome != WriteOutcome.Updated) return outcome;
             var (json, hash) = ArtifactJson.Prepare(pair with { ReferenceChosenLogProb = chosen, ReferenceRejectedLogProb = rejected }, Time(d["created_at"]));
-            var res = await _artifacts.UpdateOneAsync(new BsonDocument { { "_id", d["_id"] }, { "content_hash", d["content_hash"] } },
+            // Compare-and-set on the whole stored JSON: the content hash leaves the reference log-probs out, so it would
+            // not notice another writer that filled them in between.
+            var res = await _artifacts.UpdateOneAsync(new BsonDocument { { "_id", d["_id"] }, { "json", d["json"] } },
                 new BsonDocument("$set", new BsonDocument { { "json", json }, { "content_hash", hash } }), cancellationToken: token);
             if (res.ModifiedCount == 1) return WriteOutcome.Updated;
             if (attempt > 10) throw new InvalidOperationException($"pair {pairId}: reference log-probs kept changing under concurrent writers");
@@ -379,7 +383,7 @@ public sealed class MongoArtifactStore : IArtifactStore
             new BsonDocument("$match", new BsonDocument("n", new BsonDocument("$gt", 1))),
             new BsonDocument("$group", new BsonDocument { { "_id", BsonNull.Value }, { "extra", new BsonDocument("$sum", new BsonDocument("$subtract", new BsonArray { "$n", 1 })) } }),
         };
-        var r = await _artifacts.Aggregate<BsonDocument>(pipeline, cancellationToken: token).FirstOrDefaultAsync(token);
+        var r = await (await _artifacts.AggregateAsync<BsonDocument>(pipeline, cancellationToken: token)).FirstOrDefaultAsync(token);
         return r is null ? 0L : r["extra"].ToInt64();
     }, ct);
 
@@ -392,7 +396,7 @@ public sealed class MongoArtifactStore : IArtifactStore
                 new BsonDocument("$match", new BsonDocument { { "run_id", runId }, { "iteration", iteration } }),
                 new BsonDocument("$group", new BsonDocument { { "_id", new BsonDocument { { "kind", "$kind" }, { "tag", "$tag" } } }, { "n", new BsonDocument("$sum", 1) } }),
             };
-            var rows = await _artifacts.Aggregate<BsonDocument>(pipeline, cancellationToken: token).ToListAsync(token);
+            var rows = await (await _artifacts.AggregateAsync<BsonDocument>(pipeline, cancellationToken: token)).ToListAsync(token);
             var d = new Dictionary<(string, string), long>();
             foreach (var row in rows)
             {
@@ -434,12 +438,13 @@ public sealed class MongoArtifactStore : IArtifactStore
             }),
             new BsonDocument("$match", new BsonDocument("n", new BsonDocument("$gt", 1))),
         };
-        var rows = await _artifacts.Aggregate<BsonDocument>(pipeline, cancellationToken: token).ToListAsync(token);
-        return (IReadOnlyList<DuplicateGroup>)rows
-            .Select(r => new DuplicateGroup(
-                string.Join('+', r["kinds"].AsBsonArray.Select(k => k.AsString).Order(StringComparer.Ordinal)),
-                r["_id"]["key"].AsString,
-                r["ids"].AsBsonArray.Select(i => i.AsString).Order(StringComparer.Ordinal).ToList()))
+        var rows = await (await _artifacts.AggregateAsync<BsonDocument>(pipeline, cancellationToken: token)).ToListAsync(token);
+        // Found per (iteration, key), reported per key, as on SQLite.
+        return (IReadOnlyList<DuplicateGroup>)rows.GroupBy(r => r["_id"]["key"].AsString)
+            .Select(g => new DuplicateGroup(
+                string.Join('+', g.SelectMany(r => r["kinds"].AsBsonArray.Select(k => k.AsString)).Distinct().Order(StringComparer.Ordinal)),
+                g.Key,
+                g.SelectMany(r => r["ids"].AsBsonArray.Select(i => i.AsString)).Order(StringComparer.Ordinal).ToList()))
             .OrderBy(g => g.LogicalKey, StringComparer.Ordinal).ToList();
     }, ct);
 
@@ -707,6 +712,7 @@ public sealed class MongoArtifactStore : IArtifactStore
 
     public Task<IReadOnlyList<JournalEntry>> QueryJournalAsync(JournalQuery query, CancellationToken ct = default) => R(async token =>
     {
+        if (query.Limit <= 0) return [];
         var find = _journal.Find(JournalFilter(query)).Sort(new BsonDocument("seq", 1));
         if (query.Limit < int.MaxValue) find = find.Limit(query.Limit);
         var docs = await find.ToListAsync(token);

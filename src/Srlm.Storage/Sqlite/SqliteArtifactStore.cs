@@ -733,6 +733,7 @@ public sealed class SqliteArtifactStore : IArtifactStore
 
     public Task<IReadOnlyList<JournalEntry>> QueryJournalAsync(JournalQuery query, CancellationToken ct = default) => WithConnection(c =>
     {
+        if (query.Limit <= 0) return (IReadOnlyList<JournalEntry>)[];
         var (where, args) = JournalFilter(query);
         using var cmd = Cmd(c, $"""
             SELECT seq, id, message_id, conversation_id, correlation_id, message_type, direction, endpoint, headers_json, body_json, time, host, run_id, iteration

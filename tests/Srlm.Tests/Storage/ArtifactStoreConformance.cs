@@ -235,6 +235,7 @@ public abstract class ArtifactStoreConformance
         Assert.Equal(2, await store.CountJournalAsync(new JournalQuery { RunId = Run, MessageType = "JudgeCandidate", Direction = JournalDirection.Published }));
         var page = await store.QueryJournalAsync(new JournalQuery { RunId = Run, AfterSequence = all[1].Sequence, Limit = 1 });
         Assert.Equal("m2", Assert.Single(page).MessageId);
+        Assert.Empty(await store.QueryJournalAsync(new JournalQuery { RunId = Run, Limit = 0 }));
     }
 
     [SkippableFact]
