@@ -34,8 +34,12 @@ public static class RunUpload
             var full = Resolve(path);
             if (!File.Exists(full)) throw new UsageException($"spec.{field}: file not found: {full}");
             validate?.Invoke(full);
-            var info = await store.PutBlobAsync(await File.ReadAllBytesAsync(full, ct), Path.GetFileName(full), "application/jsonl", ct);
-            return SpecRefs.Blob(info.Sha256);
+            try
+            {
+                var info = await store.PutBlobAsync(await File.ReadAllBytesAsync(full, ct), Path.GetFileName(full), "application/jsonl", ct);
+                return SpecRefs.Blob(info.Sha256);
+            }
+            catch (InvalidDataException e) { throw new UsageException($"spec.{field}: {full}: {e.Message}"); } // e.g. over the MongoDB store's blob size
         }
 
         void Jsonl(string full, params string[] required)

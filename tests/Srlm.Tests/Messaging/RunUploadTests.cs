@@ -1,0 +1,49 @@
+using System.Reflection;
+using Srlm.Cli;
+using Srlm.Cli.Pipeline;
+using Srlm.Contracts.Spec;
+using Srlm.Storage;
+
+namespace Srlm.Tests.Messaging;
+
+/// <summary>`srlm start` / `srlm run` upload: a file the store refuses is a one-line error naming the spec field.</summary>
+public sealed class RunUploadTests : IAsyncLifetime
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-upload-").FullName;
+    private StoreSet _stores = null!;
+
+    public async Task InitializeAsync() => _stores = await OpsFixtures.OpenAsync(_folder);
+
+    public async Task DisposeAsync()
+    {
+        await _stores.DisposeAsync();
+        try { Directory.Delete(_folder, true); } catch (IOException) { }
+    }
+
+    /// <summary>The real store, except that it refuses every blob as the MongoDB store refuses one over its size.</summary>
+    public class BlobRefusingStore : DispatchProxy
+    {
+        public IArtifactStore Inner = null!;
+
+        protected override object? Invoke(MethodInfo? method, object?[]? args)
+        {
+            if (method!.Name == nameof(IArtifactStore.PutBlobAsync))
+                throw new InvalidDataException($"blob {args![1]} is 20000000 bytes; the MongoDB store keeps blobs up to 16000000 bytes");
+            try { return method.Invoke(Inner, args); }
+            catch (TargetInvocationException e) { throw e.InnerException!; }
+        }
+    }
+
+    [Fact]
+    public async Task A_seed_file_the_store_refuses_is_a_one_line_error_naming_the_field_and_no_run_is_stored()
+    {
+        File.WriteAllText(Path.Combine(_folder, "ift.jsonl"), "{\"instruction\":\"1+1\",\"answer\":\"2\"}\n");
+        var spec = RunSpecJson.Parse("""{ "schema_version": 1, "name": "up", "models": { "m1": "m1" }, "seed_data": { "ift": "ift.jsonl" } }""");
+        var store = DispatchProxy.Create<IArtifactStore, BlobRefusingStore>();
+        ((BlobRefusingStore)(object)store).Inner = _stores.Artifacts;
+
+        var e = await Assert.ThrowsAsync<UsageException>(() => RunUpload.UploadAsync(store, _stores.Checkpoints, spec, _folder, "up-1", default));
+        Assert.Equal($"spec.seed_data.ift: {Path.Combine(_folder, "ift.jsonl")}: blob ift.jsonl is 20000000 bytes; the MongoDB store keeps blobs up to 16000000 bytes", e.Message);
+        Assert.Null(await _stores.Artifacts.GetRunAsync("up-1"));
+    }
+}
