@@ -19,7 +19,8 @@ public sealed class Args
                 var eq = a.IndexOf('=');
                 if (eq > 0) { _options[a[..eq]] = a[(eq + 1)..]; continue; }
                 if (flagSet.Contains(a)) { _options[a] = null; continue; }
-                if (i + 1 >= args.Length) throw new UsageException($"option {a} needs a value");
+                // The last word is an option without a value: a flag this verb does not have, or a value left out.
+                if (i + 1 >= args.Length) throw new UsageException($"option {a} needs a value (or is not an option of this verb)");
                 _options[a] = args[++i];
             }
             else Positional.Add(a);
@@ -37,6 +38,14 @@ public sealed class Args
         var v = Get(name);
         if (v is null) return fallback;
         return int.TryParse(v, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n)
+            ? n : throw new UsageException($"option {name} must be an integer, got '{v}'");
+    }
+
+    public long Long(string name, long fallback)
+    {
+        var v = Get(name);
+        if (v is null) return fallback;
+        return long.TryParse(v, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n)
             ? n : throw new UsageException($"option {name} must be an integer, got '{v}'");
     }
 

@@ -45,6 +45,13 @@ public static class CommandLine
             Console.Error.WriteLine($"srlm: unknown verb '{args[0]}' (srlm --help lists them)");
             return 2;
         }
+        // Checked here as the services check it: libtorch reads it later on a model thread, where a bad value would
+        // end the process with a stack trace.
+        if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { Length: > 0 } threads && !(int.TryParse(threads, out var n) && n > 0))
+        {
+            Console.Error.WriteLine($"srlm {command.Name}: SRLM_THREADS must be a positive integer, got '{threads}'");
+            return 2;
+        }
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
         try
@@ -61,5 +68,22 @@ public static class CommandLine
             Console.Error.WriteLine($"srlm {command.Name}: cancelled");
             return 130;
         }
+        catch (Exception e) when (Problem(e) is { } line)
+        {
+            Console.Error.WriteLine($"srlm {command.Name}: {line}");
+            return e is Srlm.Messaging.Configuration.SrlmConfigurationException ? 2 : 1;
+        }
     }
+
+    /// <summary>One line for a failure that is about the user's files, folders, checkpoints or environment rather than a
+    /// defect of srlm (the message names the path or variable at fault); null for anything else, which keeps its trace.</summary>
+    internal static string? Problem(Exception e) => e switch
+    {
+        AggregateException { InnerExceptions.Count: 1 } a => Problem(a.InnerExceptions[0]),
+        Srlm.Messaging.Configuration.SrlmConfigurationException or Srlm.Model.CheckpointException => e.Message,
+        RabbitMQ.Client.Exceptions.BrokerUnreachableException => $"cannot reach the broker (SRLM_BUS): {Srlm.Messaging.Configuration.Redact.Uri(e.InnerException?.Message ?? e.Message)}",
+        IOException or UnauthorizedAccessException => e.Message,
+        KeyNotFoundException when e.Message.Contains(" is not in ", StringComparison.Ordinal) => e.Message, // a store or checkpoint store lookup
+        _ => null,
+    };
 }

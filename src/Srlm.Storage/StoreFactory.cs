@@ -92,7 +92,7 @@ public static class StoreFactory
         if (value is null)
             return artifacts switch
             {
-                SqliteArtifactStore s => new DirectoryCheckpointStore(s.Path + ".checkpoints", retry),
+                SqliteArtifactStore s => OpenDirectory(DefaultCheckpointFolder(s.Path), retry),
                 MongoArtifactStore m => new GridFsCheckpointStore(m.Database, CacheDir(cacheDir), retry),
                 _ => throw new StoreConfigurationException($"{CheckpointsVariable} is not set and {artifacts.Location} has no default checkpoint store"),
             };
@@ -102,7 +102,26 @@ public static class StoreFactory
                 : throw new StoreConfigurationException($"{CheckpointsVariable}=gridfs needs {StoreVariable}=mongodb://...; the store is {artifacts.Location}");
         if (value.Contains("://", StringComparison.Ordinal))
             throw new StoreConfigurationException($"{CheckpointsVariable}='{value}' is not valid: expected a directory path or gridfs");
-        return new DirectoryCheckpointStore(value, retry);
+        return OpenDirectory(value, retry);
+    }
+
+    /// <summary>PATH.checkpoints beside a SQLite store; in a `srlm run` folder (run.id and checkpoints/ beside srlm.db)
+    /// its checkpoints/ folder, where `srlm run` keeps them.</summary>
+    private static string DefaultCheckpointFolder(string storePath)
+    {
+        var own = storePath + ".checkpoints";
+        var dir = Path.GetDirectoryName(Path.GetFullPath(storePath))!;
+        var runFolder = Path.Combine(dir, "checkpoints");
+        return !Directory.Exists(own) && File.Exists(Path.Combine(dir, "run.id")) && Directory.Exists(runFolder) ? runFolder : own;
+    }
+
+    private static DirectoryCheckpointStore OpenDirectory(string path, ResiliencePipeline? retry)
+    {
+        try { return new DirectoryCheckpointStore(path, retry); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreConfigurationException($"{CheckpointsVariable}='{path}' cannot be used as the checkpoint folder: {e.Message}");
+        }
     }
 
     private static string CacheDir(string? configured) =>

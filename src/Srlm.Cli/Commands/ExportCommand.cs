@@ -17,8 +17,20 @@ public sealed class ExportCommand : ICommand
         a.EnsureAllRead();
         if (a.Positional.Count != 2 || a.Positional[0] != "pairs") throw new UsageException("usage: srlm export pairs RUN [--iteration N] [--out FILE]");
         var runId = a.Positional[1];
+        if (outFile is not null)
+        {
+            if (Directory.Exists(outFile)) throw new UsageException($"--out {outFile} is a folder; give a file path");
+            var folder = Path.GetDirectoryName(Path.GetFullPath(outFile))!;
+            if (!Directory.Exists(folder)) throw new UsageException($"--out {outFile}: folder {folder} does not exist");
+        }
         await using var env = OpsEnvironment.Open(store);
         if (await env.Store.GetRunAsync(runId, cancel) is null) throw new UsageException($"run '{runId}' not found in {env.Store.Location}");
+        if (iteration is { } t)
+        {
+            var stored = (await env.Store.GetRunStatusAsync(runId, cancel)).Select(s => s.Iteration).Where(i => i >= 1).Order().ToList();
+            if (!stored.Contains(t))
+                throw new UsageException($"--iteration {t}: run {runId} has {(stored.Count == 0 ? "no iteration yet" : $"iterations {string.Join(", ", stored)}")}");
+        }
         int count;
         if (outFile is null)
         {

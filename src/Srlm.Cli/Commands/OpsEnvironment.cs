@@ -33,6 +33,10 @@ internal sealed class OpsEnvironment : IAsyncDisposable
         var builder = new ConfigurationBuilder().AddEnvironmentVariables();
         if (storeOverride is not null) builder.AddInMemoryCollection([new KeyValuePair<string, string?>("SRLM_STORE", storeOverride)]);
         var configuration = builder.Build();
+        // These verbs read runs that exist: a mistyped SQLite path is an error, not a new empty store.
+        if (configuration["SRLM_STORE"] is { } uri && uri.StartsWith("sqlite://", StringComparison.OrdinalIgnoreCase)
+            && uri.Length > "sqlite://".Length && !File.Exists(uri["sqlite://".Length..]))
+            throw new UsageException($"SRLM_STORE={uri}: no store at {Path.GetFullPath(uri["sqlite://".Length..])}");
         try
         {
             var options = SrlmOptions.FromConfiguration(configuration, "cli");

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Srlm.Cli.Pipeline;
 using Srlm.Messaging.Hosting;
+using Srlm.Storage;
 using Srlm.Tasks;
 
 namespace Srlm.Cli.Commands;
@@ -22,8 +23,11 @@ public sealed class ReportCommand : ICommand
         var target = a.Positional[0];
         string runId;
         IConfiguration config;
-        if (Directory.Exists(target) && File.Exists(Path.Combine(target, RunPipeline.RunIdFile)))
+        var runFolder = Directory.Exists(target) && File.Exists(Path.Combine(target, RunPipeline.RunIdFile));
+        if (runFolder)
         {
+            if (!File.Exists(Path.Combine(target, PipelineHost.StoreFile)))
+                throw new UsageException($"{target} has {RunPipeline.RunIdFile} but no {PipelineHost.StoreFile}: not a complete srlm run folder");
             runId = (await File.ReadAllTextAsync(Path.Combine(target, RunPipeline.RunIdFile), cancel)).Trim();
             config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
             {
@@ -32,13 +36,21 @@ public sealed class ReportCommand : ICommand
             }).Build();
             outDir ??= target;
         }
+        else if (Directory.Exists(target))
+            throw new UsageException($"{target} is not a srlm run folder (it has no {RunPipeline.RunIdFile}); give a run folder, or a run id with SRLM_STORE");
         else
         {
             runId = target;
             config = new ConfigurationBuilder().AddEnvironmentVariables().Build();
             outDir ??= Path.Combine("reports", runId.Replace('/', '_'));
         }
-        await using var stores = SrlmInfrastructureExtensions.OpenStores(config);
+        StoreSet opened;
+        try { opened = SrlmInfrastructureExtensions.OpenStores(config); }
+        catch (Srlm.Messaging.Configuration.SrlmConfigurationException e)
+        {
+            throw new UsageException(runFolder ? e.Message : $"{e.Message} ('{target}' is no srlm run folder here, so it is a run id in SRLM_STORE)");
+        }
+        await using var stores = opened;
         var report = await RunReportBuilder.BuildAsync(stores.Artifacts, runId, Leakage.Count, cancel);
         var files = ReportWriter.Write(report, outDir);
         RunCommand.PrintSummary(report, outDir);

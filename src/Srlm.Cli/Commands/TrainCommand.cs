@@ -23,10 +23,11 @@ public sealed class TrainCommand : ICommand
         var state = a.Required("--state");
         var output = a.Required("--out");
         var optionsFile = a.Get("--options");
-        var maxSteps = a.Get("--max-steps");
-        var seed = a.Get("--seed");
+        var maxSteps = a.Get("--max-steps") is null ? (int?)null : a.Int("--max-steps", 0);
+        var seed = a.Get("--seed") is null ? (long?)null : a.Long("--seed", 0);
         var jobId = a.Get("--job") ?? $"{kind}-{Path.GetFileName(Path.GetFullPath(output))}";
         if (!Directory.Exists(parent)) throw new UsageException($"--parent {parent}: no such checkpoint folder");
+        if (File.Exists(output)) throw new UsageException($"--out {output}: a file is in the way (the checkpoint is written as a folder)");
 
         T LoadOptions<T>() where T : TrainerOptions, new()
         {
@@ -37,8 +38,8 @@ public sealed class TrainCommand : ICommand
                 try { o = JsonSerializer.Deserialize<T>(File.ReadAllText(optionsFile), OptionsJson) ?? o; }
                 catch (JsonException e) { throw new UsageException($"--options {optionsFile}: {e.Message.Split('\n')[0]}"); }
             }
-            if (maxSteps is not null) o = o with { MaxSteps = int.Parse(maxSteps, CultureInfo.InvariantCulture) };
-            if (seed is not null) o = o with { Seed = long.Parse(seed, CultureInfo.InvariantCulture) };
+            if (maxSteps is not null) o = o with { MaxSteps = maxSteps.Value };
+            if (seed is not null) o = o with { Seed = seed.Value };
             try { o.Validate(); } catch (ArgumentException e) { throw new UsageException(e.Message); }
             return o;
         }

@@ -28,6 +28,11 @@ public static class RunUpload
     {
         string Resolve(string path) => Path.GetFullPath(Path.IsPathRooted(path) ? path : Path.Combine(specDir, path));
 
+        // The shipped hosts (srlm run and the generator service) grade with the task families' checkers or the judge's win
+        // rate; an evaluator none of them has would only fail at the first evaluation, after SFT.
+        if (spec.Evaluation?.Evaluator is { } evaluator && evaluator != EvaluationSpec.JudgeWinRate && Srlm.Tasks.TaskFamilies.Find(evaluator) is null)
+            throw new UsageException($"spec.evaluation.evaluator: '{evaluator}' is not an evaluator srlm has (one of: {string.Join(", ", Srlm.Tasks.TaskFamilies.All.Select(f => f.Name).Append(EvaluationSpec.JudgeWinRate))})");
+
         async Task<string?> Blob(string? path, string field, Action<string>? validate = null)
         {
             if (path is null || SpecRefs.IsBlob(path)) return path;
