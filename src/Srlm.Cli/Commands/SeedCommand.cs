@@ -15,6 +15,7 @@ public sealed class SeedCommand : ICommand
         if (a.Flag("--list"))
         {
             a.EnsureAllRead();
+            if (a.Positional.Count > 0) throw new UsageException($"seed --list takes no arguments, got '{string.Join(" ", a.Positional)}'");
             foreach (var f in TaskFamilies.All) Console.WriteLine($"{f.Name,-10} {f.Summary}");
             return Task.FromResult(0);
         }

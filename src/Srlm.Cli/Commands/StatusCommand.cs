@@ -23,7 +23,8 @@ public sealed class StatusCommand : ICommand
         var store = a.Get("--store");
         a.EnsureAllRead();
         if (a.Positional.Count != 1) throw new UsageException("usage: srlm status RUN [--wait] [--json] [--stall-after SECONDS] [--timeout SECONDS]");
-        if (interval <= TimeSpan.Zero || stallAfter <= TimeSpan.Zero || window <= TimeSpan.Zero) throw new UsageException("--interval, --stall-after and --window must be positive");
+        if (interval <= TimeSpan.Zero || stallAfter <= TimeSpan.Zero || window <= TimeSpan.Zero || timeout <= TimeSpan.Zero)
+            throw new UsageException("--interval, --stall-after, --window and --timeout must be positive");
         var runId = a.Positional[0];
 
         await using var env = OpsEnvironment.Open(store);

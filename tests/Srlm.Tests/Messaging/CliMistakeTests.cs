@@ -101,6 +101,15 @@ public sealed class CliMistakeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Stray_arguments_and_a_negative_timeout_are_refused()
+    {
+        var (code, err) = await Srlm("seed", "--list", "extra");
+        Assert.Equal((2, "srlm seed: seed --list takes no arguments, got 'extra'"), (code, err));
+        (code, err) = await Srlm("status", "run1", "--timeout", "-5", "--store", StoreUri);
+        Assert.Equal((2, "srlm status: --interval, --stall-after, --window and --timeout must be positive"), (code, err));
+    }
+
+    [Fact]
     public async Task An_evaluator_srlm_does_not_have_is_refused_before_the_run_starts()
     {
         var from = Path.Combine(FindRepo(), "samples", "smoke");
