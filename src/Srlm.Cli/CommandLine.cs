@@ -45,11 +45,12 @@ public static class CommandLine
             Console.Error.WriteLine($"srlm: unknown verb '{args[0]}' (srlm --help lists them)");
             return 2;
         }
-        // Checked here as the services check it: libtorch reads it later on a model thread, where a bad value would
-        // end the process with a stack trace.
-        if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { Length: > 0 } threads && !(int.TryParse(threads, out var n) && n > 0))
+        // Checked here with libtorch's own reading of it: libtorch reads it later on a model thread, where a bad value
+        // would end the process with a stack trace.
+        try { Srlm.Model.TorchRuntime.Threads(Environment.GetEnvironmentVariable("SRLM_THREADS")); }
+        catch (ArgumentException e)
         {
-            Console.Error.WriteLine($"srlm {command.Name}: SRLM_THREADS must be a positive integer, got '{threads}'");
+            Console.Error.WriteLine($"srlm {command.Name}: {e.Message}");
             return 2;
         }
         using var cts = new CancellationTokenSource();

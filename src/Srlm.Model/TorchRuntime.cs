@@ -15,14 +15,16 @@ public static class TorchRuntime
         lock (Gate)
         {
             if (_initialised) return;
-            var raw = Environment.GetEnvironmentVariable("SRLM_THREADS");
-            if (!string.IsNullOrWhiteSpace(raw))
-            {
-                if (!int.TryParse(raw, out var n) || n < 1)
-                    throw new ArgumentException($"SRLM_THREADS must be a positive integer, got '{raw}'");
-                torch.set_num_threads(n);
-            }
+            if (Threads(Environment.GetEnvironmentVariable("SRLM_THREADS")) is { } n) torch.set_num_threads(n);
             _initialised = true;
         }
+    }
+
+    /// <summary>The thread count an SRLM_THREADS value asks for: null when unset or blank; a value that is not a
+    /// positive integer throws (a command line checks it with this before any model thread reads it).</summary>
+    public static int? Threads(string? raw)
+    {
+        if (string.IsNullOrWhiteSpace(raw)) return null;
+        return int.TryParse(raw, out var n) && n >= 1 ? n : throw new ArgumentException($"SRLM_THREADS must be a positive integer, got '{raw}'");
     }
 }
