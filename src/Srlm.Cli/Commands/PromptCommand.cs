@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.Contracts.Judging;
 using Srlm.Model;
 using Srlm.Model.ChatTemplates;
 using Srlm.Model.Tokenization;
