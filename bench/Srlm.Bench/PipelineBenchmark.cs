@@ -21,7 +21,7 @@ public sealed class PipelineBenchmark : IBenchmark
 {
     public string Name => "pipeline";
     public string Summary => "judging through RabbitMQ + SQLite with a zero-cost scorer: ms per judgement, judgements/s by replicas, store calls per judgement";
-    public IReadOnlyList<string> Options => ["--quick", "--judgements", "--repeats", "--replicas", "--judge-host"];
+    public IReadOnlyList<string> Options => ["--quick", "--judgements", "--repeats", "--replicas", "--judge-host", "--baseline-host"];
 
     private const int CandidatesPerPrompt = 4;
     private const int JudgeSamples = 3;
@@ -40,6 +40,9 @@ public sealed class PipelineBenchmark : IBenchmark
         int repeats = ctx.Int("--repeats", quick ? 1 : 3);
         var replicaCounts = ParseReplicas(ctx.Get("--replicas") ?? "1,2,4");
         var host = FindJudgeHost(ctx.Get("--judge-host"));
+        // Another build of srlm-bench-judge (e.g. from an older commit) measured side by side with this one.
+        var baseline = ctx.Get("--baseline-host") is { } b ? File.Exists(b) ? Path.GetFullPath(b) : throw new ArgumentException($"--baseline-host {b}: no such file") : null;
+        var hosts = baseline is null ? new[] { host } : [host, baseline];
         var log = ctx.Log;
 
         var (broker, why) = await RabbitMqBroker.StartAsync();
@@ -49,21 +52,40 @@ public sealed class PipelineBenchmark : IBenchmark
         var folder = Directory.CreateTempSubdirectory("srlm-bench-pipeline-").FullName;
         try
         {
-            // Interleaved: every repeat runs each replica count once, in an order that rotates, so load on a shared
-            // machine spreads over all of them.
+            // Interleaved: every repeat runs each replica count (and each host) once, in an order that rotates, so load
+            // on a shared machine spreads over all of them.
             var trials = new List<Trial>();
             for (int r = 0; r < repeats; r++)
             {
                 var order = replicaCounts.Skip(r % replicaCounts.Count).Concat(replicaCounts.Take(r % replicaCounts.Count)).ToList();
                 foreach (var n in order)
-                {
-                    var trial = await RunTrialAsync(broker.AmqpUri, host, Path.Combine(folder, $"r{r}-x{n}"), n, judgements, log, cancel);
-                    log.WriteLine($"repeat {r + 1}/{repeats}, {n} replica(s): {trial.JudgementsPerSecond:F1} judgements/s, " +
-                                  $"{trial.Writes:F2} writes + {trial.Reads:F2} reads per judgement");
-                    trials.Add(trial);
-                }
+                    for (int h = 0; h < hosts.Length; h++)
+                    {
+                        var dll = hosts[(h + r) % hosts.Length];
+                        var trial = await RunTrialAsync(broker.AmqpUri, dll, Path.Combine(folder, $"r{r}-x{n}-h{(h + r) % hosts.Length}"), n, judgements, log, cancel);
+                        log.WriteLine($"repeat {r + 1}/{repeats}, {n} replica(s), {(dll == host ? "this build" : "baseline")}: {trial.JudgementsPerSecond:F1} judgements/s, " +
+                                      $"{trial.Writes:F2} writes + {trial.Reads:F2} reads per judgement");
+                        trials.Add(trial);
+                    }
             }
-            return Report(trials, replicaCounts, judgements, repeats, quick);
+            var result = Report(trials.Where(t => t.Host == host).ToList(), replicaCounts, judgements, repeats, quick);
+            result["judge_host"] = host;
+            if (baseline is not null)
+            {
+                var before = Report(trials.Where(t => t.Host == baseline).ToList(), replicaCounts, judgements, repeats, quick);
+                var side = new JsonObject { ["judge_host"] = baseline };
+                foreach (var key in new[] { "overhead_ms_per_judgement", "judgements_per_s_by_replicas", "store_writes_per_judgement", "store_reads_per_judgement", "store_calls_per_judgement_by_method", "trials" })
+                    side[key] = before[key]!.DeepClone();
+                result["baseline"] = side;
+                var speedup = new JsonObject();
+                foreach (var n in replicaCounts)
+                {
+                    var key = n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    speedup[key] = Round((double)result["judgements_per_s_by_replicas"]![key]! / (double)before["judgements_per_s_by_replicas"]![key]!, 2);
+                }
+                result["speedup_vs_baseline_by_replicas"] = speedup;
+            }
+            return result;
         }
         finally
         {
@@ -98,7 +120,7 @@ public sealed class PipelineBenchmark : IBenchmark
                ?? throw new ArgumentException("srlm-bench-judge.dll is not built (build bench/Srlm.Bench.JudgeHost, or pass --judge-host PATH)");
     }
 
-    private sealed record Trial(int Replicas, int Judgements, double JudgementsPerSecond, double Writes, double Reads,
+    private sealed record Trial(string Host, int Replicas, int Judgements, double JudgementsPerSecond, double Writes, double Reads,
         SortedDictionary<string, double> PerMethod, double WallSeconds);
 
     private static async Task<Trial> RunTrialAsync(string amqp, string hostDll, string folder, int replicas, int judgements, TextWriter log, CancellationToken cancel)
@@ -214,7 +236,7 @@ public sealed class PipelineBenchmark : IBenchmark
             }
             double writes = perMethod.Where(kv => IsWrite(kv.Key)).Sum(kv => kv.Value);
             double reads = perMethod.Where(kv => !IsWrite(kv.Key)).Sum(kv => kv.Value);
-            return new Trial(replicas, judgements, rate, writes, reads, perMethod, wall);
+            return new Trial(hostDll, replicas, judgements, rate, writes, reads, perMethod, wall);
         }
         finally
         {
