@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Model;
 using Srlm.Model.Tokenization;
 using TorchSharp;
