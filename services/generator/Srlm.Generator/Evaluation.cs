@@ -1,3 +1,4 @@
+using Srlm.Contracts.Judging;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Logging;

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Judging;
 using System.Collections.Concurrent;
 using System.Text.Json;
 using MassTransit;

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Judging;
 using System.Text;
 using System.Text.Json;
 using Srlm.Contracts.Spec;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Srlm.ServiceKit;
+namespace Srlm.Contracts.Judging;
 
 /// <summary>The outcome of parsing one judge sample: a score in 0..max, or unparseable with the reason.
 /// An unparseable sample is stored with its raw text and counted; it never becomes a number.</summary>

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace Srlm.ServiceKit;
+namespace Srlm.Contracts.Judging;
 
 /// <summary>The LLM-as-a-Judge prompt. A template holds {instruction} and {response}; both are filled
 /// in one pass, so text inside the instruction or response is never treated as a placeholder. The same
