@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Srlm.Model;
+using Srlm.Contracts.Seeds;
 using Srlm.Tasks;
 
 namespace Srlm.Cli.Commands;
@@ -36,8 +37,8 @@ public sealed class EvalCommand : ICommand
         if (samples < 0) throw new UsageException("--samples must be 0 or more");
 
         List<string> instructions;
-        try { instructions = SeedBuilder.ReadJsonl(file).Take(maxItems).Select(r => r.Instruction).ToList(); }
-        catch (FormatException e) { throw new UsageException(e.Message); }
+        try { instructions = SeedReader.ReadPrompts(file).OrThrow().Take(maxItems).Select(r => r.Instruction).ToList(); }
+        catch (SeedDataException e) { throw new UsageException(e.Message); }
         if (instructions.Count == 0) throw new UsageException($"{file}: no instructions");
 
         if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { } t && int.TryParse(t, out var n) && n > 0) TorchSharp.torch.set_num_threads(n);

@@ -27,6 +27,9 @@ public static partial class ScoreParser
     [GeneratedRegex(@"\A[ \t*_]*(?<n>[+-]?\d+(?:\.\d+)?)(?:\s*/\s*(?<d>\d+))?(?![\d.]*\d)", RegexOptions.CultureInvariant)]
     private static partial Regex Value();
 
+    /// <summary>Whether the text holds a `Score:` label at all (readable or not).</summary>
+    public static bool HasLabel(string? text) => !string.IsNullOrEmpty(text) && Label().IsMatch(text);
+
     public static ParsedScore Parse(string? text, int maxScore = 5)
     {
         if (string.IsNullOrWhiteSpace(text)) return ParsedScore.Unparseable("empty output");

@@ -1,5 +1,4 @@
 using Srlm.Contracts.Judging;
-using Srlm.ServiceKit;
 
 namespace Srlm.Tests.Services;
 

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Seeds;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
