@@ -63,6 +63,15 @@ public sealed class SeedCheckCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Srlm_train_refuses_a_line_that_would_lose_content_in_one_line_before_training()
+    {
+        var f = Write("ift.jsonl", """{"instruction":"ok","answer":"ok"}""", """{"instruction":"Sum.","input":"2 3","answer":"5"}""");
+        var (code, _, err) = await CliConsole.RunAsync("train", "sft", "--parent", _folder, "--state", Path.Combine(_folder, "st"), "--out", Path.Combine(_folder, "out"), "--ift", f);
+        Assert.Equal((2, $"srlm train: {f}:2: field \"input\" would be dropped: the instruction/answer format has no place for it (an Alpaca line names its answer \"output\")"), (code, err.Trim()));
+        Assert.False(Directory.Exists(Path.Combine(_folder, "out")));
+    }
+
+    [Fact]
     public async Task Mistakes_are_one_line_on_stderr()
     {
         var f = Write("ok.jsonl", """{"instruction":"x"}""");

@@ -83,6 +83,16 @@ public sealed class SeedPathsTests : IAsyncLifetime
         Assert.Null(await _stores.Artifacts.GetRunAsync("paths-2"));
     }
 
+    [Fact]
+    public async Task The_trainer_service_refuses_a_stored_file_with_the_same_one_line_problem_naming_the_spec_field()
+    {
+        // A store written by another tool (srlm start would have refused the file): the trainer names the spec field.
+        var blob = await _stores.Artifacts.PutBlobAsync("{\"instruction\":\"a\",\"answer\":\"b\"}\n{\"instruction\":\"Sum.\",\"context\":\"2 3\",\"answer\":\"5\"}\n"u8.ToArray(), "ift.jsonl");
+        var spec = RunSpecJson.Parse($$"""{ "schema_version": 1, "name": "paths", "models": { "m1": "checkpoint:x" }, "seed_data": { "ift": "blob:{{blob.Sha256}}" } }""");
+        var e = await Assert.ThrowsAsync<Srlm.Messaging.Bus.PermanentMessageException>(() => SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), spec, default));
+        Assert.Equal("spec.seed_data.ift:2: field \"context\" would be dropped: the instruction/answer format has no place for it", e.Message);
+    }
+
     private string Write(string name, string text)
     {
         var path = Path.Combine(_folder, name);
