@@ -48,8 +48,8 @@ public sealed class EvalCommand : ICommand
         using (model)
         {
             var started = DateTime.UtcNow;
-            var requests = instructions.Select(i => new GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Tokenizer.AddBos), [0UL])).ToList();
-            var greedy = await model.GenerateAsync(requests, new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings }, cancel);
+            var requests = instructions.Select(i => new GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Template.AddBos(model.Tokenizer)), [0UL])).ToList();
+            var greedy = await model.GenerateAsync(requests, new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
             int correct = 0, ungradeable = 0;
             foreach (var g in greedy)
             {
@@ -66,7 +66,7 @@ public sealed class EvalCommand : ICommand
             {
                 var sampled = instructions.Select((i, r) => new GenerationRequest(requests[r].PromptIds,
                     Enumerable.Range(0, samples).Select(k => (ulong)(r * 1_000_003L + k + 1)).ToList())).ToList();
-                var outs = await model.GenerateAsync(sampled, new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings }, cancel);
+                var outs = await model.GenerateAsync(sampled, new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
                 var right = outs.Where(o => family.Check(instructions[o.RequestIndex], o.Text)?.Correct == true).ToList();
                 result["samples"] = samples;
                 result["temperature"] = temperature;
