@@ -4,6 +4,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Srlm.Bench.JudgeHost;
 using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Hosting;
 
 return await SrlmHost.RunAsync(args, "judge", builder =>

@@ -1,4 +1,4 @@
-using Srlm.Judge;
+using Srlm.ServiceKit;
 
 namespace Srlm.Bench.JudgeHost;
 

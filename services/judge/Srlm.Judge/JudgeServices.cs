@@ -1,9 +1,9 @@
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Srlm.Messaging.Bus;
 using Srlm.Messaging.Hosting;
+using Srlm.ServiceKit;
 
 namespace Srlm.Judge;
 
@@ -20,14 +20,8 @@ public static class JudgeServices
         return services.AddJudge();
     }
 
-    /// <summary>What the judge needs besides the store (AddSrlmInfrastructure): the spec cache and the model
-    /// provider (checkpoint store + model cache; a host may register its own IModelProvider first).</summary>
-    public static IServiceCollection AddJudge(this IServiceCollection services)
-    {
-        services.TryAddSingleton<RunSpecCache>();
-        services.TryAddSingleton<IModelProvider, CheckpointModelProvider>();
-        return services;
-    }
+    /// <summary>What the judge needs besides the store (AddSrlmInfrastructure): the service kit (spec cache, model provider).</summary>
+    public static IServiceCollection AddJudge(this IServiceCollection services) => services.AddServiceKit();
 
     public static IBusRegistrationConfigurator AddJudgeConsumers(this IBusRegistrationConfigurator bus)
     {
