@@ -9,7 +9,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Srlm.Model;
 
-/// <summary>y = x / sqrt(mean(x^2) + eps) * weight, computed in float32.</summary>
+/// <summary>y = x / sqrt(mean(x^2) + eps) * weight, statistics in float32, y in the weight's dtype.</summary>
 public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight; // (C)
@@ -33,7 +33,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
         // h * h rather than square(): the same values (pow 2 is computed as a product) without an implicit Scalar.
         var inv = h.mul(h).mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // (..., 1)
         var normed = h.mul(inv);
-        if (normed.dtype != x.dtype) normed = normed.to(x.dtype);
+        // The output takes the weight's dtype: the input of the next matmul in a bfloat16/float16 model, whose
+        // residual stream stays float32.
+        if (normed.dtype != weight.dtype) normed = normed.to(weight.dtype);
         // Out of place: an in-place mul_ would make autograd keep a copy of normed for the weight's gradient.
         var y = normed.mul(weight);
         GC.KeepAlive(_eps);
@@ -186,9 +188,12 @@ public sealed class LlamaModel : nn.Module
 
     public Tensor Embed(Tensor inputIds) => embed_tokens.forward(inputIds);
 
+    /// <param name="h">(B, T, C) embeddings; in a bfloat16/float16 model the residual stream runs in float32 (each
+    /// sublayer's output is added to it in float32), as in the decode kernel.</param>
     public Tensor forward(Tensor h, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
+        if (h.dtype is ScalarType.BFloat16 or ScalarType.Float16) h = h.to(ScalarType.Float32);
         foreach (var layer in layers) h = layer.forward(h, cos, signedSin, mask, causal, cache);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
