@@ -82,6 +82,7 @@ public static class CommandLine
     {
         AggregateException { InnerExceptions.Count: 1 } a => Problem(a.InnerExceptions[0]),
         Srlm.Messaging.Configuration.SrlmConfigurationException or Srlm.Model.CheckpointException => e.Message,
+        Srlm.Model.ChatTemplates.ChatTemplateException => e.Message,
         RabbitMQ.Client.Exceptions.BrokerUnreachableException => $"cannot reach the broker (SRLM_BUS): {Srlm.Messaging.Configuration.Redact.Uri(e.InnerException?.Message ?? e.Message)}",
         IOException or UnauthorizedAccessException => e.Message,
         KeyNotFoundException when e.Message.Contains(" is not in ", StringComparison.Ordinal) => e.Message, // a store or checkpoint store lookup

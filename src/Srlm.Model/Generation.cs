@@ -16,6 +16,9 @@ public sealed record SamplingOptions
     /// <summary>Generation of a sequence stops when its text contains one of these; the text is cut before it.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public bool StopAtEos { get; init; } = true;
+    /// <summary>Token ids that end a sequence like EOS does (a chat template's end-of-turn token,
+    /// generation_config.json's eos_token_id); counted as <see cref="FinishReason.Eos"/>.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
 
     public static SamplingOptions Greedy(int maxNewTokens) => new() { MaxNewTokens = maxNewTokens, Temperature = 0 };
 
@@ -109,6 +112,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         long capacity = promptLen + Math.Max(options.MaxNewTokens, 1);
         var eos = new HashSet<int>(config.EosTokenIds);
         if (tokenizer.EosId is { } te) eos.Add(te);
+        eos.UnionWith(options.StopTokenIds);
 
         // Rows after expansion: request r's samples are consecutive.
         var rowRequest = new List<int>();

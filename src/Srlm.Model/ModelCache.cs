@@ -86,7 +86,7 @@ public sealed class ServedModel : IDisposable
 
     private static string KeyOf(SamplingOptions o) => string.Join('\u0001',
         [o.Temperature.ToString("R", System.Globalization.CultureInfo.InvariantCulture), o.TopP.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
-         o.TopK.ToString(System.Globalization.CultureInfo.InvariantCulture), o.MaxNewTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), o.StopAtEos ? "1" : "0", .. o.StopStrings]);
+         o.TopK.ToString(System.Globalization.CultureInfo.InvariantCulture), o.MaxNewTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), o.StopAtEos ? "1" : "0", string.Join(',', o.StopTokenIds), .. o.StopStrings]);
 
     /// <summary>Takes the oldest waiting call and every later one with the same sampling settings (up to
     /// <see cref="MaxBatchRows"/> rows), generates them as one batch and hands each caller its own results.</summary>

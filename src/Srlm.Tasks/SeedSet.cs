@@ -227,32 +227,5 @@ public static class SeedBuilder
         return ms.ToArray();
     }
 
-    /// <summary>Reads any seed JSONL file written by <see cref="Write"/> (instruction, optional answer,
-    /// judgement, score); a bad line is reported as "file:line: reason".</summary>
-    public static IReadOnlyList<SeedRecord> ReadJsonl(string path)
-    {
-        var list = new List<SeedRecord>();
-        int n = 0;
-        foreach (var line in File.ReadLines(path))
-        {
-            n++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(line);
-                var o = doc.RootElement;
-                string? Str(string f) => o.TryGetProperty(f, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-                var ins = Str("instruction") ?? throw new FormatException("missing string field \"instruction\"");
-                int? score = o.TryGetProperty("score", out var sc) ? sc.GetInt32() : null;
-                list.Add(new SeedRecord(ins, Str("answer"), Str("judgement"), score));
-            }
-            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
-            {
-                throw new FormatException($"{path}:{n}: {e.Message.Split('\n')[0]}");
-            }
-        }
-        return list;
-    }
-
     private static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 }

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Seeds;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -107,11 +108,13 @@ internal static class JobRunner
         o.MaxSequenceLength > 0 ? Math.Min(o.MaxSequenceLength, c.MaxPositionEmbeddings) : c.MaxPositionEmbeddings;
 
     public static int[] EncodePrompt(LanguageModel lm, string prompt) =>
-        [.. lm.Tokenizer.Encode(lm.Template.Format(prompt), addBos: lm.Tokenizer.AddBos)];
+        [.. lm.Tokenizer.Encode(lm.Template.Format(prompt), addBos: lm.Template.AddBos(lm.Tokenizer))];
 
     public static int[] EncodeCompletion(LanguageModel lm, string completion)
     {
-        var eos = lm.Tokenizer.EosId ?? lm.Config.EosTokenIds.FirstOrDefault(-1);
+        // A chat template's answer ends with its end-of-turn token (the token generation stops at); else EOS.
+        var endOfTurn = lm.Template.Chat?.EndOfTurn is { } eot ? lm.Tokenizer.TokenToId(eot) : null;
+        var eos = endOfTurn ?? lm.Tokenizer.EosId ?? lm.Config.EosTokenIds.FirstOrDefault(-1);
         if (eos < 0) throw new InvalidOperationException("the parent checkpoint names no end-of-sequence token; a completion cannot be terminated");
         return [.. lm.Tokenizer.Encode(completion), eos];
     }

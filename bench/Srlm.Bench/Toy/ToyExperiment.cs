@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Srlm.Contracts.Judging;
+using Srlm.Contracts.Seeds;
 using Srlm.Model;
 using Srlm.Model.Tokenization;
 using Srlm.Tasks;
@@ -45,15 +47,13 @@ public static partial class ToyExperiment
     public static void Run(ToyOptions o, TextWriter log, CancellationToken cancel = default)
     {
         var family = new LettersTask();
-        var ift = SeedBuilder.ReadJsonl(Path.Combine(o.SeedDir, "ift.jsonl"));
-        var eft = SeedBuilder.ReadJsonl(Path.Combine(o.SeedDir, "eft.jsonl"));
-        var dev = SeedBuilder.ReadJsonl(Path.Combine(o.SeedDir, "dev.jsonl"));
-        var devJudge = SeedBuilder.ReadJsonl(Path.Combine(o.SeedDir, "dev_judge.jsonl"));
+        var ift = SeedReader.ReadIft(Path.Combine(o.SeedDir, "ift.jsonl")).OrThrow();
+        var eft = SeedReader.ReadEft(Path.Combine(o.SeedDir, "eft.jsonl")).OrThrow();
+        var dev = SeedReader.ReadPrompts(Path.Combine(o.SeedDir, "dev.jsonl")).OrThrow();
+        var devJudge = SeedReader.ReadEft(Path.Combine(o.SeedDir, "dev_judge.jsonl")).OrThrow();
         var judgeTemplate = File.ReadAllText(Path.Combine(o.SeedDir, SeedSet.JudgeTemplateFile)).TrimEnd('\n');
 
-        var sft = ift.Select(r => (Prompt: r.Instruction, Completion: r.Answer!))
-            .Concat(eft.Select(r => (Prompt: SeedData.FillJudgeTemplate(judgeTemplate, r.Instruction, r.Answer!), Completion: r.Judgement!)))
-            .ToList();
+        var sft = SeedExamples.Sft(ift, eft, judgeTemplate).Select(e => (e.Prompt, e.Completion)).ToList();
         var corpus = string.Concat(sft.Select(e => e.Prompt + e.Completion)) + Template.Template;
         ITokenizer tok = o.BpeVocab > 0 ? TokenizerBuilder.TrainBpe(corpus, o.BpeVocab) : TokenizerBuilder.CharLevel(corpus);
         TokenizedSequence Tokenize((string Prompt, string Completion) e) =>
@@ -102,7 +102,7 @@ public static partial class ToyExperiment
         // The model judges its own candidates (greedy judgement, as one of the K judge samples).
         sw.Restart();
         var judged = cands.Take(o.JudgedPrompts).ToList();
-        var judgePrompts = judged.SelectMany(c => c.Answers.Select(a => Prompt(tok, SeedData.FillJudgeTemplate(judgeTemplate, c.Instruction, a)))).ToList();
+        var judgePrompts = judged.SelectMany(c => c.Answers.Select(a => Prompt(tok, JudgePrompt.Format(judgeTemplate, c.Instruction, a)))).ToList();
         var judgements = Generate(model, tok, judgePrompts, 130, 0, 1, o.Seed + 2);
         var judgeScores = judgements.Select(ParseScore).ToList();
         var trueScores = candGrades.Take(o.JudgedPrompts).SelectMany(g => g.Select(x => x.Score)).ToList();
@@ -125,8 +125,8 @@ public static partial class ToyExperiment
 
         // The judge on fixed graded dev answers (the held-out reward-modelling metric, on dev).
         var fixedRecords = devJudge.Take(o.JudgeEvalRecords).ToList();
-        var fixedJudgements = Generate(model, tok, fixedRecords.Select(r => Prompt(tok, SeedData.FillJudgeTemplate(judgeTemplate, r.Instruction, r.Answer!))).ToList(), 130, 0, 1, o.Seed + 3);
-        ReportJudge(log, "dev_judge answers", fixedRecords.Select(r => r.Instruction).ToList(), fixedRecords.Select(r => r.Score!.Value).ToList(), fixedJudgements.Select(ParseScore).ToList());
+        var fixedJudgements = Generate(model, tok, fixedRecords.Select(r => Prompt(tok, JudgePrompt.Format(judgeTemplate, r.Instruction, r.Answer))).ToList(), 130, 0, 1, o.Seed + 3);
+        ReportJudge(log, "dev_judge answers", fixedRecords.Select(r => r.Instruction).ToList(), fixedRecords.Select(r => r.Score).ToList(), fixedJudgements.Select(ParseScore).ToList());
     }
 
     private static void ReportJudge(TextWriter log, string what, List<string> instructions, List<int> truth, List<int?> judge)

@@ -1,7 +1,9 @@
+using Srlm.Contracts.Judging;
 using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.Messaging.Bus;
@@ -20,9 +22,6 @@ public interface IAnswerEvaluator
     /// <summary>True/false, or null when the instruction is not one this evaluator can grade.</summary>
     bool? IsCorrect(string instruction, string answer);
 }
-
-/// <summary>One held-out answer with its true quality (EFT format), for the judge's agreement.</summary>
-public sealed record LabelledAnswer(string Instruction, string Answer, double TrueScore);
 
 /// <summary>Agreement of predicted scores with true ones: pairwise accuracy over answers of one instruction
 /// with different true scores (a tie or a missing prediction counts as wrong), Spearman's rho (average
@@ -131,9 +130,8 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
             var examples = new List<object>();
 
-            var heldOut = (await specs.JsonlAsync(eval.HeldOut, "evaluation.held_out", ct))
-                .Select(l => GeneratePromptsConsumer.InstructionOf(l.Text, l.Line, "evaluation.held_out"))
-                .Take(eval.MaxItems ?? int.MaxValue).ToList();
+            var heldOut = (await specs.SeedFileAsync(eval.HeldOut, "evaluation.held_out", SeedReader.ReadPrompts, ct))
+                .Select(p => p.Instruction).Take(eval.MaxItems ?? int.MaxValue).ToList();
             var answers = await GreedyAnswersAsync(model, spec, m.RunId, m.CheckpointId, heldOut, ct);
             metrics["eval_items"] = heldOut.Count;
             metrics["mean_answer_tokens"] = answers.Count == 0 ? 0 : answers.Average(a => a.CompletionTokens);
@@ -156,8 +154,8 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
 
             if (eval.JudgePairs is not null)
             {
-                var labelled = (await specs.JsonlAsync(eval.JudgePairs, "evaluation.judge_pairs", ct))
-                    .Select(l => Labelled(l.Text, l.Line)).Take(eval.MaxJudgeItems ?? int.MaxValue).ToList();
+                var labelled = (await specs.SeedFileAsync(eval.JudgePairs, "evaluation.judge_pairs", (bytes, name) => SeedReader.ReadJudgePairs(bytes, name, spec.Judge.MaxScore), ct))
+                    .Take(eval.MaxJudgeItems ?? int.MaxValue).ToList();
                 var requests = new List<GenerationRequest>();
                 for (int i = 0; i < labelled.Count; i++)
                     for (int k = 0; k < spec.Judge.Samples; k++)
@@ -169,7 +167,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                 {
                     var parsed = Enumerable.Range(0, spec.Judge.Samples).Select(k => ScoreParser.Parse(outputs[i * spec.Judge.Samples + k].Text, spec.Judge.MaxScore)).ToList();
                     valid += parsed.Count(p => p.IsValid);
-                    items.Add((labelled[i].Instruction, labelled[i].TrueScore, ScoreParser.Mean(parsed)));
+                    items.Add((labelled[i].Instruction, labelled[i].Score, ScoreParser.Mean(parsed)));
                 }
                 var predicted = items.Where(x => x.Item3 is not null).ToList();
                 metrics["judge_pairwise_accuracy"] = Agreement.PairwiseAccuracy(items);
@@ -255,20 +253,6 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
         metrics["mean_judge_score"] = scored == 0 ? double.NaN : selfSum / scored;
         metrics["parent_mean_judge_score"] = scored == 0 ? double.NaN : parentSum / scored;
-    }
-
-    private static LabelledAnswer Labelled(string line, int lineNo)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(line);
-            var r = doc.RootElement;
-            return new LabelledAnswer(r.GetProperty("instruction").GetString()!, r.GetProperty("answer").GetString()!, r.GetProperty("score").GetDouble());
-        }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
-        {
-            throw new PermanentMessageException($"spec.evaluation.judge_pairs line {lineNo}: expected {{\"instruction\", \"answer\", \"score\"}}");
-        }
     }
 
     [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} against its parent {ParentId}: win rate {WinRate:F3} ({Wins} wins, {Losses} losses, {Ties} ties)")]

@@ -2,6 +2,7 @@ using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.Messaging.Bus;
@@ -80,7 +81,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         var (start, count) = PromptPool.ShardRange(rawTotal, m.Shard, m.ShardCount);
         if (spec.Prompts.Source == PromptSources.Pool)
         {
-            var pool = (await specs.JsonlAsync(spec.Prompts.PoolFile, "prompts.pool_file", ct)).Select(l => InstructionOf(l.Text, l.Line, "prompts.pool_file")).ToList();
+            var pool = (await specs.SeedFileAsync(spec.Prompts.PoolFile, "prompts.pool_file", SeedReader.ReadPrompts, ct)).Select(p => p.Instruction).ToList();
             return PromptPool.Slice(pool.Count, spec.Seed, m.Iteration, m.Shard, m.ShardCount, rawTotal)
                 .Select(i => new Generated(pool[i], 0, null)).ToList();
         }
@@ -114,19 +115,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
     internal static async Task<IReadOnlyList<string>> SeedInstructionsAsync(RunSpecCache specs, RunSpec spec, CancellationToken ct)
     {
         if (spec.SeedData.Ift is null) return [];
-        return (await specs.JsonlAsync(spec.SeedData.Ift, "seed_data.ift", ct)).Select(l => InstructionOf(l.Text, l.Line, "seed_data.ift")).ToList();
-    }
-
-    internal static string InstructionOf(string jsonLine, int line, string field)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(jsonLine);
-            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("instruction", out var v) && v.ValueKind == JsonValueKind.String)
-                return v.GetString()!;
-        }
-        catch (JsonException) { }
-        throw new PermanentMessageException($"spec.{field} line {line}: expected a JSON object with a string \"instruction\"");
+        return (await specs.SeedFileAsync(spec.SeedData.Ift, "seed_data.ift", SeedReader.ReadIft, ct)).Select(r => r.Instruction).ToList();
     }
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration} shard {Shard}: {Count} prompts stored")]

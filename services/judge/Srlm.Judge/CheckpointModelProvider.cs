@@ -40,7 +40,7 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
         public int CountCompletionTokens(string completion) => _tokenizer.Encode(completion).Count;
 
         private IReadOnlyList<int> Encode(string text, bool raw) =>
-            _tokenizer.Encode(raw ? text : _template.Format(text), addBos: _tokenizer.AddBos);
+            _tokenizer.Encode(raw ? text : _template.Format(text), addBos: raw ? _tokenizer.AddBos : _template.AddBos(_tokenizer));
 
         public async Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken ct)
         {
@@ -65,7 +65,11 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
                     slots.Add(p.Select(x => x.i).ToArray());
                     promptTokens.Add(ids.Count);
                 }
-                var options = new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = stops };
+                var options = new SamplingOptions
+                {
+                    Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = stops,
+                    StopTokenIds = raw ? [] : _template.StopTokenIds(_tokenizer),
+                };
                 var generated = await lease.Model.GenerateAsync(modelRequests, options, ct);
                 foreach (var g in generated)
                     results[slots[g.RequestIndex][g.SampleIndex]] = new GenerationResult(g.Text, promptTokens[g.RequestIndex], g.TokenIds.Length);

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Judging;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
@@ -36,10 +37,13 @@ public sealed class RunSpecCache(IArtifactStore store)
         return _blobs.GetOrAdd(sha, bytes);
     }
 
-    /// <summary>The non-blank lines of a JSONL blob, each with its 1-based line number.</summary>
-    public async Task<IReadOnlyList<(int Line, string Text)>> JsonlAsync(string? reference, string field, CancellationToken ct)
+    /// <summary>A seed file the spec references (a `blob:` field), read by the one seed reader (Srlm.Contracts.Seeds)
+    /// and named "spec.FIELD" in its problems; a file with any problem is a <see cref="PermanentMessageException"/>
+    /// carrying them (`srlm start` refuses such files before a run exists, so this is a store written by another tool).</summary>
+    public async Task<IReadOnlyList<T>> SeedFileAsync<T>(string? reference, string field, Func<byte[], string, SeedFile<T>> read, CancellationToken ct)
     {
-        var text = System.Text.Encoding.UTF8.GetString(await BlobAsync(reference, field, ct));
-        return text.Split('\n').Select((l, i) => (i + 1, l.Trim())).Where(x => x.Item2.Length > 0).ToList();
+        var bytes = await BlobAsync(reference, field, ct);
+        try { return read(bytes, $"spec.{field}").OrThrow(); }
+        catch (SeedDataException e) { throw new PermanentMessageException(e.Message); }
     }
 }

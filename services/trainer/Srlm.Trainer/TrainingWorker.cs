@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -410,7 +409,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id)), DatasetId = job.DatasetId,
         };
         if (job.Kind == JobKind.Sft)
-            return common with { Sft = await SeedExamplesAsync(spec, ct) };
+            return common with { Sft = await SeedInputs.SftAsync(specs, spec, ct) };
 
         var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
         var pairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
@@ -423,33 +422,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     /// <summary>The examples a DPO job replays: the SFT examples, when the spec asks for replay.</summary>
     private async Task<IReadOnlyList<TextExample>?> ReplayAsync(RunSpec spec, CancellationToken ct) =>
-        spec.Training.Dpo.ReplayPerPair > 0 ? await SeedExamplesAsync(spec, ct) : null;
-
-    /// <summary>The SFT examples: IFT as they are, EFT as judge prompts (the spec's template) -> judgement + score.</summary>
-    private async Task<List<TextExample>> SeedExamplesAsync(RunSpec spec, CancellationToken ct)
-    {
-        var examples = new List<TextExample>();
-        foreach (var (line, text) in await specs.JsonlAsync(spec.SeedData.Ift, "seed_data.ift", ct))
-        {
-            using var doc = JsonDocument.Parse(text);
-            examples.Add(new TextExample(Field(doc, "instruction", "seed_data.ift", line), Field(doc, "answer", "seed_data.ift", line)));
-        }
-        if (spec.SeedData.Eft is not null)
-            foreach (var (line, text) in await specs.JsonlAsync(spec.SeedData.Eft, "seed_data.eft", ct))
-            {
-                using var doc = JsonDocument.Parse(text);
-                var judgement = Field(doc, "judgement", "seed_data.eft", line);
-                int score = doc.RootElement.TryGetProperty("score", out var s) && s.TryGetInt32(out var k) ? k
-                    : throw new Srlm.Messaging.Bus.PermanentMessageException($"spec.seed_data.eft line {line}: missing integer \"score\"");
-                var completion = ScoreParser.Parse(judgement, spec.Judge.MaxScore).Score == score ? judgement.TrimEnd() : $"{judgement.TrimEnd()}\nScore: {score}";
-                examples.Add(new TextExample(JudgePrompt.Format(spec.Judge.Template, Field(doc, "instruction", "seed_data.eft", line), Field(doc, "answer", "seed_data.eft", line)), completion));
-            }
-        return examples;
-    }
-
-    private static string Field(JsonDocument doc, string name, string field, int line) =>
-        doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
-            : throw new Srlm.Messaging.Bus.PermanentMessageException($"spec.{field} line {line}: missing string \"{name}\"");
+        spec.Training.Dpo.ReplayPerPair > 0 ? await SeedInputs.SftAsync(specs, spec, ct) : null;
 
     private async Task FlushMetricsAsync(JobRecord job, ConcurrentQueue<TrainingRow> rows, string prefix, CancellationToken ct)
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Srlm.Model;
+using Srlm.Contracts.Seeds;
 using Srlm.Tasks;
 
 namespace Srlm.Cli.Commands;
@@ -36,8 +37,8 @@ public sealed class EvalCommand : ICommand
         if (samples < 0) throw new UsageException("--samples must be 0 or more");
 
         List<string> instructions;
-        try { instructions = SeedBuilder.ReadJsonl(file).Take(maxItems).Select(r => r.Instruction).ToList(); }
-        catch (FormatException e) { throw new UsageException(e.Message); }
+        try { instructions = SeedReader.ReadPrompts(file).OrThrow().Take(maxItems).Select(r => r.Instruction).ToList(); }
+        catch (SeedDataException e) { throw new UsageException(e.Message); }
         if (instructions.Count == 0) throw new UsageException($"{file}: no instructions");
 
         if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { } t && int.TryParse(t, out var n) && n > 0) TorchSharp.torch.set_num_threads(n);
@@ -47,8 +48,8 @@ public sealed class EvalCommand : ICommand
         using (model)
         {
             var started = DateTime.UtcNow;
-            var requests = instructions.Select(i => new GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Tokenizer.AddBos), [0UL])).ToList();
-            var greedy = await model.GenerateAsync(requests, new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings }, cancel);
+            var requests = instructions.Select(i => new GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Template.AddBos(model.Tokenizer)), [0UL])).ToList();
+            var greedy = await model.GenerateAsync(requests, new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
             int correct = 0, ungradeable = 0;
             foreach (var g in greedy)
             {
@@ -65,7 +66,7 @@ public sealed class EvalCommand : ICommand
             {
                 var sampled = instructions.Select((i, r) => new GenerationRequest(requests[r].PromptIds,
                     Enumerable.Range(0, samples).Select(k => (ulong)(r * 1_000_003L + k + 1)).ToList())).ToList();
-                var outs = await model.GenerateAsync(sampled, new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings }, cancel);
+                var outs = await model.GenerateAsync(sampled, new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
                 var right = outs.Where(o => family.Check(instructions[o.RequestIndex], o.Text)?.Correct == true).ToList();
                 result["samples"] = samples;
                 result["temperature"] = temperature;

@@ -49,12 +49,13 @@ public sealed class GenerateCommand : ICommand
                 TopP = topP ?? defaults.TopP,
                 TopK = topK ?? defaults.TopK,
                 StopStrings = chat ? model.Template.StopStrings : [],
+                StopTokenIds = chat ? model.Template.StopTokenIds(model.Tokenizer) : [],
             };
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
 
             var text = chat ? model.Template.Format(prompt) : prompt;
-            var ids = model.Tokenizer.Encode(text, addBos: model.Tokenizer.AddBos);
+            var ids = model.Tokenizer.Encode(text, addBos: chat ? model.Template.AddBos(model.Tokenizer) : model.Tokenizer.AddBos);
             if (ids.Count == 0) throw new UsageException("--prompt is empty and the tokenizer adds no BOS");
             if (ids.Count + options.MaxNewTokens > model.Config.MaxPositionEmbeddings && model.Config.RopeScaling.Kind == "default")
                 Console.Error.WriteLine($"srlm generate: warning: {ids.Count + options.MaxNewTokens} positions exceed max_position_embeddings {model.Config.MaxPositionEmbeddings}");

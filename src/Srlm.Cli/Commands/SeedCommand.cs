@@ -1,3 +1,4 @@
+using Srlm.Contracts.Seeds;
 using Srlm.Tasks;
 
 namespace Srlm.Cli.Commands;
@@ -7,10 +8,14 @@ public sealed class SeedCommand : ICommand
 {
     public string Name => "seed";
 
-    public string Summary => "write a task family's seed data (IFT, EFT, prompts, dev, held-out test, judge template)";
+    public string Summary => "write a task family's seed data (IFT, EFT, prompts, dev, held-out test, judge template); seed check FILE --kind ift|eft|prompts|held-out|judge-pairs";
+
+    /// <summary>Problems `seed check` prints before it only counts the rest.</summary>
+    public const int ShownProblems = 20;
 
     public Task<int> RunAsync(string[] args, CancellationToken cancel)
     {
+        if (args.Length > 0 && args[0] == "check") return Task.FromResult(Check(args[1..]));
         var a = new Args(args, "--list", "--force");
         if (a.Flag("--list"))
         {
@@ -61,6 +66,38 @@ public sealed class SeedCommand : ICommand
             Console.WriteLine($"{Path.Combine(outDir, file),-48} {records,6} records  sha256 {sha[..12]}");
         Console.WriteLine($"task {family.Name}, seed {seed}: held-out test split = test.jsonl + test_judge.jsonl (no stage may read them)");
         return Task.FromResult(0);
+    }
+
+    /// <summary>`srlm seed check FILE --kind KIND [--max-score N]`: reads FILE with the reader the run uses for that
+    /// kind and prints the valid lines, the formats found and the first problems (stdout); exit code 0 when every line
+    /// is valid, 1 otherwise.</summary>
+    private static int Check(string[] args)
+    {
+        var a = new Args(args);
+        var kindText = a.Required("--kind");
+        var maxScore = a.Int("--max-score", SeedReader.DefaultMaxScore);
+        a.EnsureAllRead();
+        if (a.Positional.Count != 1) throw new UsageException("usage: srlm seed check FILE --kind ift|eft|prompts|held-out|judge-pairs [--max-score N]");
+        var file = a.Positional[0];
+        SeedKind kind = kindText switch
+        {
+            "ift" => SeedKind.Ift, "eft" => SeedKind.Eft, "prompts" => SeedKind.Prompts, "held-out" => SeedKind.HeldOut, "judge-pairs" => SeedKind.JudgePairs,
+            _ => throw new UsageException($"--kind {kindText}: expected ift, eft, prompts, held-out or judge-pairs"),
+        };
+        if (maxScore < 1) throw new UsageException($"--max-score must be at least 1, got {maxScore}");
+        if (Directory.Exists(file)) throw new UsageException($"{file} is a folder; give a JSONL file");
+        if (!File.Exists(file)) throw new UsageException($"{file}: no such file");
+        byte[] bytes;
+        try { bytes = JsonlLines.ReadFile(file); }
+        catch (SeedDataException e) { throw new UsageException(e.Message); }
+        var (valid, formats, problems) = SeedReader.Check(kind, bytes, file, maxScore);
+        var found = formats.Count == 0 ? "none" : string.Join(", ", formats.Select(f => $"{f.Key} {f.Value}"));
+        Console.WriteLine($"{file}: {valid} valid lines as {kindText}; formats: {found}");
+        foreach (var p in problems.Take(ShownProblems)) Console.WriteLine(p);
+        if (problems.Count > ShownProblems) Console.WriteLine($"... and {problems.Count - ShownProblems} more problems");
+        Console.WriteLine(problems.Count > 0 ? $"{problems.Count} problems: a run refuses this file"
+            : valid == 0 ? $"{file}: no records: a run refuses this file" : "ok");
+        return problems.Count == 0 && valid > 0 ? 0 : 1;
     }
 
     private static (int Min, int Max) Range(string option, string? text, int min, int max)

@@ -1,12 +1,15 @@
 using System.Globalization;
 using System.Text.Json;
+using Srlm.Contracts.Judging;
+using Srlm.Contracts.Seeds;
 using Srlm.Training;
 
 namespace Srlm.Cli.Commands;
 
 /// <summary>
 /// srlm train sft|dpo: one training job from files, resumable from its state directory (run the same
-/// command again after a crash or Ctrl-C). The trainer service runs the same code from the store.
+/// command again after a crash or Ctrl-C). The trainer service runs the same code from the store, and turns seed files into the
+/// same training text (<see cref="SeedExamplesOf"/>).
 /// </summary>
 public sealed class TrainCommand : ICommand
 {
@@ -44,19 +47,6 @@ public sealed class TrainCommand : ICommand
             return o;
         }
 
-        // IFT examples, plus EFT examples as judge prompts when given (the SFT set, or a DPO job's replay set).
-        static List<SftExample> Examples(string ift, string? eft, string? template, string iftFlag, string eftFlag)
-        {
-            if (eft is not null && template is null) throw new UsageException($"{eftFlag} needs --judge-template FILE (the judge prompt with {{instruction}} and {{response}})");
-            var examples = SeedData.ReadIft(ift).Select(r => r.ToExample()).ToList();
-            if (eft is not null)
-            {
-                var text = File.ReadAllText(template!);
-                examples.AddRange(SeedData.ReadEft(eft).Select(r => r.ToExample(text)));
-            }
-            return examples;
-        }
-
         var progress = new LineProgress();
         TrainingResult result;
         try
@@ -69,7 +59,7 @@ public sealed class TrainCommand : ICommand
                     var eft = a.Get("--eft");
                     var template = a.Get("--judge-template");
                     a.EnsureAllRead();
-                    var examples = Examples(ift, eft, template, "--ift", "--eft");
+                    var examples = SeedExamplesOf(ift, eft, template, "--eft");
                     result = await SftTrainer.RunAsync(new SftJob
                     {
                         JobId = jobId, ParentCheckpoint = parent, Examples = examples, Options = LoadOptions<SftOptions>(),
@@ -87,10 +77,10 @@ public sealed class TrainCommand : ICommand
                     var options = LoadOptions<DpoOptions>();
                     if (options.ReplayPerPair > 0 && replayIft is null)
                         throw new UsageException($"options replayPerPair = {options.ReplayPerPair} needs --replay-ift FILE (and optionally --replay-eft FILE --judge-template FILE)");
-                    var replay = replayIft is null ? [] : Examples(replayIft, replayEft, template, "--replay-ift", "--replay-eft");
+                    var replay = replayIft is null ? [] : SeedExamplesOf(replayIft, replayEft, template, "--replay-eft");
                     result = await DpoTrainer.RunAsync(new DpoJob
                     {
-                        JobId = jobId, ParentCheckpoint = parent, Pairs = SeedData.ReadPairs(pairsFile), Options = options, Replay = replay,
+                        JobId = jobId, ParentCheckpoint = parent, Pairs = PairFile.Read(pairsFile), Options = options, Replay = replay,
                         StateDirectory = state, OutputDirectory = output, DatasetId = Path.GetFileName(pairsFile),
                     }, progress, cancel);
                     break;
@@ -108,6 +98,29 @@ public sealed class TrainCommand : ICommand
             best_step = result.BestStep, metrics = result.FinalMetrics, weights_sha256 = result.WeightFileSha256,
         }, new JsonSerializerOptions { WriteIndented = true }));
         return 0;
+    }
+
+    /// <summary>The SFT set (or a DPO job's replay set) from seed files: IFT, plus EFT as judge prompts when given, read
+    /// by the one seed reader and turned into text by <see cref="SeedExamples.Sft"/>, exactly as the trainer service
+    /// does with the same files stored with a run.</summary>
+    public static IReadOnlyList<SftExample> SeedExamplesOf(string ift, string? eft, string? judgeTemplateFile, string eftFlag)
+    {
+        if (eft is not null && judgeTemplateFile is null)
+            throw new UsageException($"{eftFlag} needs --judge-template FILE (the judge prompt with {{instruction}} and {{response}})");
+        string? template = null;
+        if (judgeTemplateFile is not null)
+        {
+            if (!File.Exists(judgeTemplateFile)) throw new UsageException($"--judge-template {judgeTemplateFile}: no such file");
+            template = File.ReadAllText(judgeTemplateFile);
+            if (JudgePrompt.Problem(template) is { } problem) throw new UsageException($"--judge-template {judgeTemplateFile} {problem}");
+        }
+        try
+        {
+            var iftRecords = SeedReader.ReadIft(ift).OrThrow();
+            var eftRecords = eft is null ? null : SeedReader.ReadEft(eft).OrThrow();
+            return SeedExamples.Sft(iftRecords, eftRecords, template).Select(SftExample.Of).ToList();
+        }
+        catch (SeedDataException e) { throw new UsageException(e.Message); }
     }
 
     /// <summary>One line per logging step on stderr: "step 3/20 loss 0.6931 ..." (stdout stays for the result).</summary>

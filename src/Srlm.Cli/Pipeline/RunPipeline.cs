@@ -68,8 +68,10 @@ public static class RunPipeline
             else
             {
                 runId = RunUpload.NewRunId(spec!.Name);
-                await File.WriteAllTextAsync(Path.Combine(dir, RunIdFile), runId + "\n", cancel);
                 var uploaded = await RunUpload.UploadAsync(store, host.Services.GetRequiredService<ICheckpointStore>(), spec, Path.GetDirectoryName(Path.GetFullPath(o.SpecPath!))!, runId, cancel);
+                // run.id names a stored run, or does not exist: written only after the run is stored, and atomically,
+                // so a reader (a watcher, `srlm run --resume` after a crash at this instant) never sees an empty id.
+                await WriteRunIdAsync(dir, runId, cancel);
                 await bus.Publish(new RunStarted { RunId = runId, Iteration = 0, CheckpointId = uploaded.StartCheckpointId }, cancel);
                 output.WriteLine($"srlm run: {runId} in {dir}");
             }
@@ -96,5 +98,14 @@ public static class RunPipeline
             ReportWriter.Write(report, dir);
         }
         return new RunPipelineResult(runId, dir, run?.State ?? RunState.Failed, interrupted, report);
+    }
+
+    /// <summary>Writes DIR/run.id through a temporary file and a rename, so the file is whole whenever it exists.</summary>
+    private static async Task WriteRunIdAsync(string dir, string runId, CancellationToken cancel)
+    {
+        var path = Path.Combine(dir, RunIdFile);
+        var temporary = path + ".tmp";
+        await File.WriteAllTextAsync(temporary, runId + "\n", cancel);
+        File.Move(temporary, path, overwrite: false);
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Srlm.Contracts;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.Storage;
@@ -138,13 +139,17 @@ public static class RunReportBuilder
         int leakage = 0, heldOutItems = 0;
         if (spec.Evaluation?.HeldOut is { } heldOutRef && SpecRefs.IsBlob(heldOutRef))
         {
-            var heldOut = (await specs.JsonlAsync(heldOutRef, "evaluation.held_out", ct)).Select(l => InstructionOf(l.Text)).OfType<string>().ToList();
+            // Read as the services read them; a report of an older run counts the lines today's reader accepts.
+            var heldOut = SeedReader.ReadPrompts(await specs.BlobAsync(heldOutRef, "evaluation.held_out", ct), "spec.evaluation.held_out").Records.Select(p => p.Instruction).ToList();
             heldOutItems = heldOut.Count;
             var seen = new List<string>();
             seen.AddRange((await store.ListAsync<PromptRecord>(ArtifactQuery.OfRun(runId), ct)).Select(p => p.Text));
-            foreach (var field in new[] { (spec.SeedData.Ift, "seed_data.ift"), (spec.SeedData.Eft, "seed_data.eft"), (spec.Prompts.PoolFile, "prompts.pool_file") })
-                if (SpecRefs.IsBlob(field.Item1))
-                    seen.AddRange((await specs.JsonlAsync(field.Item1, field.Item2, ct)).Select(l => InstructionOf(l.Text)).OfType<string>());
+            if (SpecRefs.IsBlob(spec.SeedData.Ift))
+                seen.AddRange(SeedReader.ReadIft(await specs.BlobAsync(spec.SeedData.Ift, "seed_data.ift", ct), "spec.seed_data.ift").Records.Select(r => r.Instruction));
+            if (SpecRefs.IsBlob(spec.SeedData.Eft))
+                seen.AddRange(SeedReader.ReadEft(await specs.BlobAsync(spec.SeedData.Eft, "seed_data.eft", ct), "spec.seed_data.eft", spec.Judge.MaxScore).Records.Select(r => r.Instruction));
+            if (SpecRefs.IsBlob(spec.Prompts.PoolFile))
+                seen.AddRange(SeedReader.ReadPrompts(await specs.BlobAsync(spec.Prompts.PoolFile, "prompts.pool_file", ct), "spec.prompts.pool_file").Records.Select(p => p.Instruction));
             leakage = countLeakage(heldOut, seen);
         }
 
@@ -158,15 +163,5 @@ public static class RunReportBuilder
             Seconds = (run.UpdatedAt - run.CreatedAt).TotalSeconds,
             ScoreHistograms = histograms, DpoMargins = margins,
         };
-    }
-
-    private static string? InstructionOf(string line)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(line);
-            return doc.RootElement.TryGetProperty("instruction", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-        }
-        catch (JsonException) { return null; }
     }
 }

@@ -1,9 +1,10 @@
 using System.Text;
+using Srlm.Contracts.Judging;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
-using Srlm.Training;
 
 namespace Srlm.Cli.Pipeline;
 
@@ -47,34 +48,19 @@ public static class RunUpload
             catch (InvalidDataException e) { throw new UsageException($"spec.{field}: {full}: {e.Message}"); } // e.g. over the MongoDB store's blob size
         }
 
-        void Jsonl(string full, params string[] required)
+        // Every file is read by the one seed reader the services use, so a run starts only with files they accept.
+        void Check<T>(Func<string, SeedFile<T>> read, string full)
         {
-            int lineNo = 0;
-            foreach (var line in File.ReadLines(full))
-            {
-                lineNo++;
-                if (string.IsNullOrWhiteSpace(line)) continue;
-                try
-                {
-                    using var doc = System.Text.Json.JsonDocument.Parse(line);
-                    foreach (var r in required)
-                        if (!doc.RootElement.TryGetProperty(r, out _)) throw new UsageException($"{full}:{lineNo}: missing field \"{r}\"");
-                }
-                catch (System.Text.Json.JsonException e) { throw new UsageException($"{full}:{lineNo}: not valid JSON: {e.Message.Split('\n')[0]}"); }
-            }
-        }
-
-        void SeedFile(Action read)
-        {
-            try { read(); }
+            try { read(full).OrThrow(); }
             catch (SeedDataException e) { throw new UsageException(e.Message); }
         }
 
-        var ift = await Blob(spec.SeedData.Ift, "seed_data.ift", f => SeedFile(() => SeedData.ReadIft(f)));
-        var eft = await Blob(spec.SeedData.Eft, "seed_data.eft", f => SeedFile(() => SeedData.ReadEft(f)));
-        var pool = await Blob(spec.Prompts.PoolFile, "prompts.pool_file", f => Jsonl(f, "instruction"));
-        var heldOut = spec.Evaluation is null ? null : await Blob(spec.Evaluation.HeldOut, "evaluation.held_out", f => Jsonl(f, "instruction"));
-        var judgePairs = spec.Evaluation is null ? null : await Blob(spec.Evaluation.JudgePairs, "evaluation.judge_pairs", f => Jsonl(f, "instruction", "answer", "score"));
+        int maxScore = spec.Judge.MaxScore;
+        var ift = await Blob(spec.SeedData.Ift, "seed_data.ift", f => Check(SeedReader.ReadIft, f));
+        var eft = await Blob(spec.SeedData.Eft, "seed_data.eft", f => Check(p => SeedReader.ReadEft(p, maxScore), f));
+        var pool = await Blob(spec.Prompts.PoolFile, "prompts.pool_file", f => Check(SeedReader.ReadPrompts, f));
+        var heldOut = spec.Evaluation is null ? null : await Blob(spec.Evaluation.HeldOut, "evaluation.held_out", f => Check(SeedReader.ReadPrompts, f));
+        var judgePairs = spec.Evaluation is null ? null : await Blob(spec.Evaluation.JudgePairs, "evaluation.judge_pairs", f => Check(p => SeedReader.ReadJudgePairs(p, maxScore), f));
 
         var template = spec.Judge.Template;
         if (spec.Judge.TemplateFile is { } tf)
@@ -82,8 +68,7 @@ public static class RunUpload
             var full = Resolve(tf);
             if (!File.Exists(full)) throw new UsageException($"spec.judge.template_file: file not found: {full}");
             template = await File.ReadAllTextAsync(full, Encoding.UTF8, ct);
-            if (!template.Contains("{instruction}", StringComparison.Ordinal) || !template.Contains("{response}", StringComparison.Ordinal))
-                throw new UsageException($"spec.judge.template_file: {full} must contain {{instruction}} and {{response}}");
+            if (JudgePrompt.Problem(template) is { } problem) throw new UsageException($"spec.judge.template_file: {full} {problem}");
         }
 
         bool isM1 = spec.Models.M1 is not null;

@@ -1,5 +1,6 @@
+using Srlm.Contracts.Judging;
 using System.Text;
-using System.Text.Json;
+using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.Model;
@@ -17,20 +18,15 @@ public static class ScratchModel
     {
         var init = spec.Models.Init ?? throw new InvalidOperationException("spec.models.init is not set");
         var text = new StringBuilder();
-        void Jsonl(string? path, params string[] fields)
-        {
-            if (path is null) return;
-            foreach (var line in File.ReadLines(resolve(path)))
-            {
-                if (string.IsNullOrWhiteSpace(line)) continue;
-                using var doc = JsonDocument.Parse(line);
-                foreach (var f in fields)
-                    if (doc.RootElement.TryGetProperty(f, out var v)) text.Append(v.ValueKind == JsonValueKind.String ? v.GetString() : v.GetRawText()).Append('\n');
-            }
-        }
-        Jsonl(spec.SeedData.Ift, "instruction", "answer");
-        Jsonl(spec.SeedData.Eft, "instruction", "answer", "judgement");
-        Jsonl(spec.Prompts.PoolFile, "instruction");
+        // The seed files as the seed reader reads them (the upload has already refused bad ones): the prompt text and
+        // answer of each IFT record, the instruction, answer and trained judgement (Completion) of each EFT record, each pool instruction.
+        if (spec.SeedData.Ift is { } ift)
+            foreach (var r in SeedReader.ReadIft(resolve(ift)).OrThrow()) text.Append(r.Prompt).Append('\n').Append(r.Answer).Append('\n');
+        if (spec.SeedData.Eft is { } eft)
+            foreach (var r in SeedReader.ReadEft(resolve(eft), spec.Judge.MaxScore).OrThrow())
+                text.Append(r.Instruction).Append('\n').Append(r.Answer).Append('\n').Append(r.Completion).Append('\n');
+        if (spec.Prompts.PoolFile is { } pool)
+            foreach (var r in SeedReader.ReadPrompts(resolve(pool)).OrThrow()) text.Append(r.Instruction).Append('\n');
         text.Append(JudgePrompt.TemplateOf(spec.Judge.Template)).Append('\n').Append(Srlm.Generator.SelfInstruct.Header).Append("Task 0123456789: Score:\n");
         var template = PromptTemplate.ByName(init.Template);
         text.Append(template.Format("")).Append('\n');

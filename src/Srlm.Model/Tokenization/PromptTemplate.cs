@@ -1,13 +1,34 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Srlm.Model.ChatTemplates;
 
 namespace Srlm.Model.Tokenization;
 
-/// <summary>How an instruction becomes a prompt for one model family. The template holds "{instruction}";
-/// BOS is added by the tokenizer, not the template. Stored in the checkpoint (srlm.json) so the trainer
-/// and the generator agree.</summary>
+/// <summary>How an instruction becomes a prompt. A checkpoint with a chat template (chat_template.jinja or
+/// tokenizer_config.json's chat_template) renders the instruction as one user message with the generation prompt,
+/// exactly as transformers' apply_chat_template does, and the rendered text is tokenized without adding BOS (the
+/// template writes it where it wants one). A folder without a chat template uses one of our layouts holding
+/// "{instruction}", stored in srlm.json, with BOS added by the tokenizer as before.</summary>
 public sealed record PromptTemplate(string Name, string Template)
 {
+    /// <summary>The checkpoint's chat template; null for our srlm.json layouts.</summary>
+    public ChatFormat? Chat { get; init; }
+
+    public static PromptTemplate FromChat(ChatFormat chat) => new("chat_template", "") { Chat = chat };
+
+    /// <summary>Whether the tokenizer adds BOS in front of a formatted prompt: never for a chat template.</summary>
+    public bool AddBos(ITokenizer tokenizer) => Chat is null && tokenizer.AddBos;
+
+    /// <summary>Token ids that end an answer besides the model's EOS: the chat template's end-of-turn token and
+    /// generation_config.json's eos_token_id. Empty for our layouts (they stop at EOS and stop strings).</summary>
+    public IReadOnlyList<int> StopTokenIds(ITokenizer tokenizer)
+    {
+        if (Chat is null) return [];
+        var ids = new List<int>(Chat.GenerationEosIds);
+        if (Chat.EndOfTurn is { } eot && tokenizer.TokenToId(eot) is { } id) ids.Add(id);
+        return ids.Distinct().ToList();
+    }
+
     public const string Placeholder = "{instruction}";
     public const string File = "srlm.json";
 
@@ -19,7 +40,7 @@ public sealed record PromptTemplate(string Name, string Template)
     public static IReadOnlyList<PromptTemplate> Known { get; } = [Llama2, ChatMl, Zephyr, Plain];
 
     /// <summary>The stop strings that end an answer in this template (besides EOS).</summary>
-    public IReadOnlyList<string> StopStrings => Name switch
+    public IReadOnlyList<string> StopStrings => Chat is not null ? [] : Name switch
     {
         "chatml" => ["<|im_end|>"],
         "zephyr" => ["</s>", "<|user|>"],
@@ -28,7 +49,8 @@ public sealed record PromptTemplate(string Name, string Template)
         _ => [],
     };
 
-    public string Format(string instruction) => Template.Replace(Placeholder, instruction, StringComparison.Ordinal);
+    public string Format(string instruction) =>
+        Chat is not null ? Chat.Prompt(instruction) : Template.Replace(Placeholder, instruction, StringComparison.Ordinal);
 
     public static PromptTemplate Custom(string template)
     {
@@ -72,6 +94,12 @@ public sealed record PromptTemplate(string Name, string Template)
 
     public void Save(string dir)
     {
+        if (Chat is not null)
+        {
+            // The child checkpoint keeps its parent's template as a file (transformers reads it before tokenizer_config.json).
+            System.IO.File.WriteAllText(Path.Combine(dir, ChatFormat.TemplateFile), Chat.Template.Source);
+            return;
+        }
         var path = Path.Combine(dir, File);
         JsonObject o;
         try { o = System.IO.File.Exists(path) ? JsonNode.Parse(System.IO.File.ReadAllText(path)) as JsonObject ?? new JsonObject() : new JsonObject(); }

@@ -89,7 +89,7 @@ public sealed class ComposeStackTests(ITestOutputHelper output)
                 using var p = Process.Start(psi)!;
                 var err = p.StandardError.ReadToEndAsync();
                 last = p.StandardOutput.ReadToEnd() + err.Result;
-                p.WaitForExit();
+                if (!p.WaitForExit(60_000)) { p.Kill(true); return false; }
                 var lines = last.Split('\n', StringSplitOptions.RemoveEmptyEntries);
                 // rabbitmq, mongo, generator, 2 judges, pairbuilder, trainer: all with health checks, all healthy.
                 return lines.Length == 7 && lines.All(l => l.EndsWith(" healthy", StringComparison.Ordinal));

@@ -46,7 +46,7 @@ public sealed class DeploymentFixture : IAsyncLifetime
     public async Task PrepareBrokerUserAsync(PrivateRabbitMqNode node, string srlmBus)
     {
         var bus = BusOptions.Parse(srlmBus);
-        var timeout = TimeSpan.FromSeconds(60);
+        var timeout = TimeSpan.FromSeconds(180); // rabbitmqctl starts an Erlang VM: over a minute on a heavily loaded machine
         if (!await AnswersAsync(node.AmqpPort)) await node.StartAgainAsync(); // an earlier test failed with the node stopped
         await node.CtlAsync(timeout, "delete_vhost", bus.VirtualHost); // fails harmlessly when absent
         await Ctl(node, timeout, "add_vhost", bus.VirtualHost);

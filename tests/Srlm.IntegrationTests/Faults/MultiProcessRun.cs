@@ -55,9 +55,9 @@ public sealed class MultiProcessRun : IAsyncDisposable
     public static async Task<MultiProcessRun> CreateAsync(PrivateRabbitMqNode node, string name, ITestOutputHelper? output = null)
     {
         var vhost = $"{name}-{Guid.NewGuid().ToString("N")[..6]}";
-        var (rc, text) = await node.CtlAsync(TimeSpan.FromSeconds(60), "add_vhost", vhost);
+        var (rc, text) = await node.CtlAsync(TimeSpan.FromSeconds(180), "add_vhost", vhost);
         if (rc != 0) throw new InvalidOperationException($"rabbitmqctl add_vhost {vhost}: {text}");
-        (rc, text) = await node.CtlAsync(TimeSpan.FromSeconds(60), "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*");
+        (rc, text) = await node.CtlAsync(TimeSpan.FromSeconds(180), "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*");
         if (rc != 0) throw new InvalidOperationException($"rabbitmqctl set_permissions -p {vhost}: {text}");
         var folder = Directory.CreateTempSubdirectory($"srlm-fault-{name}-").FullName;
         return new MultiProcessRun(node, vhost, folder, output);

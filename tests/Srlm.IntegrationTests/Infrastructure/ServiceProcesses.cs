@@ -119,9 +119,12 @@ public sealed class ServiceProcess : IAsyncDisposable
         psi.ArgumentList.Add("--health");
         foreach (var (k, v) in _env) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
-        var output = await p.StandardOutput.ReadToEndAsync() + await p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, output.Trim());
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try { await p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); return (-1, $"{Name} --health did not answer within 60 s"); }
+        return (p.ExitCode, (await stdout + await stderr).Trim());
     }
 
     public string ReadLog()

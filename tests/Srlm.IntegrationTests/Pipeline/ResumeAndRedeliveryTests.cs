@@ -22,25 +22,29 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
     {
         var dir = Path.Combine(run.Root, "interrupted");
         var log = new StringWriter();
-        using var interrupt = new CancellationTokenSource(TimeSpan.FromMinutes(10));
-        var watcher = Task.Run(async () =>
+        // Interrupted on an event of the embedded pipeline, not by a poller racing the machine's speed: the tenth
+        // JudgeCandidate of iteration 1 handled (30 judgements stored, 22 candidates still to judge) cancels the run.
+        var interruption = new InterruptAfterJudged(iteration: 1, candidates: 10);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, interruption.Token);
+        var first = await RunPipeline.ExecuteAsync(new RunPipelineOptions
         {
-            var db = Path.Combine(dir, PipelineHost.StoreFile);
-            while (!File.Exists(db) || !File.Exists(Path.Combine(dir, RunPipeline.RunIdFile))) await Task.Delay(200);
-            var runId = (await File.ReadAllTextAsync(Path.Combine(dir, RunPipeline.RunIdFile))).Trim();
-            await using var store = await SqliteArtifactStore.OpenAsync(db);
-            while (true)
-            {
-                var status = await store.GetIterationStatusAsync(runId, 1);
-                if (status.Judgments >= 30) break; // mid-iteration 1: judging under way, pairs not all settled
-                await Task.Delay(100);
-            }
-            interrupt.Cancel();
-        });
-        var first = await RunPipeline.ExecuteAsync(new RunPipelineOptions { SpecPath = SmokeRunFixture.SmokeSpec, Directory = dir, Quiet = true }, log, interrupt.Token);
-        await watcher;
+            SpecPath = SmokeRunFixture.SmokeSpec, Directory = dir, Quiet = true,
+            Configure = s => s.AddConsumeObserver(_ => interruption),
+        }, log, interrupt.Token);
+        Assert.False(deadline.IsCancellationRequested, $"the run was not interrupted within 10 minutes ({interruption.Seen} of iteration 1's candidates judged)\n{log}");
+        Assert.True(interruption.Token.IsCancellationRequested, $"the run ended before 10 of iteration 1's candidates were judged\n{log}");
         Assert.True(first.Interrupted);
         Assert.Equal(RunState.Running, first.State);
+        await using (var stored = await SqliteArtifactStore.OpenAsync(Path.Combine(dir, PipelineHost.StoreFile)))
+        {
+            // Mid-iteration: judging under way or done (the judge batches the candidates it holds), iteration 1's
+            // checkpoint M2 not yet trained.
+            var status = await stored.GetIterationStatusAsync(first.RunId, 1);
+            output.WriteLine($"interrupted with {status.Judgments} judgements, {status.Settled} of {status.Prompts} prompts settled, M2 {status.CheckpointId ?? "not stored"}");
+            Assert.True(status.Judgments >= 30, $"only {status.Judgments} judgements of iteration 1 stored");
+            Assert.Null(status.CheckpointId);
+        }
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
         var resumed = await RunPipeline.ExecuteAsync(new RunPipelineOptions { Directory = dir, Resume = true, Quiet = true }, log, timeout.Token);
@@ -102,8 +106,10 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
 
             // Quiescent: the journal stops growing.
             long last = -1;
+            var quiet = DateTime.UtcNow + TimeSpan.FromMinutes(5);
             for (int stable = 0; stable < 6;)
             {
+                if (DateTime.UtcNow > quiet) throw new TimeoutException($"the journal of {runId} still grew after 5 minutes ({last} entries)");
                 await Task.Delay(500);
                 long n = await store.CountJournalAsync(new JournalQuery { RunId = runId });
                 stable = n == last ? stable + 1 : 0;
@@ -135,6 +141,28 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
         };
         var json = JsonSerializer.Serialize(parts);
         return System.Text.RegularExpressions.Regex.Replace(json, "\"CreatedAt\":\"[^\"]*\"", "");
+    }
+
+    /// <summary>Cancels its token once the given number of JudgeCandidate messages of an iteration have been handled
+    /// (their judgements stored). Registered into the embedded pipeline by the test only.</summary>
+    private sealed class InterruptAfterJudged(int iteration, int candidates) : IConsumeObserver
+    {
+        private readonly CancellationTokenSource _cancel = new();
+        private int _seen;
+
+        public CancellationToken Token => _cancel.Token;
+
+        public int Seen => Volatile.Read(ref _seen);
+
+        public Task PreConsume<T>(ConsumeContext<T> context) where T : class => Task.CompletedTask;
+
+        public Task PostConsume<T>(ConsumeContext<T> context) where T : class
+        {
+            if (context.Message is JudgeCandidate m && m.Iteration == iteration && Interlocked.Increment(ref _seen) == candidates) _cancel.Cancel();
+            return Task.CompletedTask;
+        }
+
+        public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception) where T : class => Task.CompletedTask;
     }
 
     private static void CopyDirectory(string from, string to)

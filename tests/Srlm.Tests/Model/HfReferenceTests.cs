@@ -19,7 +19,7 @@ public class HfReferenceTests
         if (!File.Exists(Python)) return $"{Python} not found";
         var psi = new ProcessStartInfo(Python, ["-c", "import torch, numpy"]) { RedirectStandardError = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;
-        p.WaitForExit();
+        if (!p.WaitForExit(120_000)) { p.Kill(true); return $"{Python} -c 'import torch' did not finish within 2 minutes"; }
         return p.ExitCode == 0 ? null : $"{Python} has no torch/numpy (apt-get install python3-torch)";
     }
 
@@ -63,9 +63,9 @@ public class HfReferenceTests
         var psi = new ProcessStartInfo(Python, [script, dir, input, output]) { RedirectStandardError = true, RedirectStandardOutput = true };
         using (var p = Process.Start(psi)!)
         {
-            var err = p.StandardError.ReadToEnd();
-            p.WaitForExit();
-            Assert.True(p.ExitCode == 0, $"reference failed: {err}");
+            var err = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(300_000)) { p.Kill(true); Assert.Fail($"{script} did not finish within 5 minutes"); }
+            Assert.True(p.ExitCode == 0, $"reference failed: {err.Result}");
         }
         using var doc = JsonDocument.Parse(File.ReadAllText(output));
         var reference = doc.RootElement.GetProperty("logits").EnumerateArray()

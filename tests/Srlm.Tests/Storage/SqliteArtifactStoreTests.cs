@@ -96,7 +96,7 @@ public sealed class SqliteArtifactStoreTests : IDisposable
         var sw = Stopwatch.StartNew();
         Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(Make.Prompt("r", 1, 0)));
         sw.Stop();
-        await other.WaitForExitAsync();
+        using (var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(60))) await other.WaitForExitAsync(bounded.Token);
         Assert.True(other.ExitCode == 0, await other.StandardError.ReadToEndAsync());
         Assert.True(sw.Elapsed > TimeSpan.FromSeconds(0.5), $"write returned after {sw.Elapsed} while the lock was held");
         Assert.Single(await store.ListMetricsAsync("other"));

@@ -1,3 +1,4 @@
+using Srlm.Contracts.Seeds;
 using System.Text.Json;
 using Srlm.Tasks;
 
@@ -120,7 +121,16 @@ public class SeedDataTests
                     };
                     Assert.Equal(expected, keys);
                 }
-                Assert.Equal(records, SeedBuilder.ReadJsonl(Path.Combine(dir, file)));
+                // Every split reads back through the run's seed reader of its kind, unchanged.
+                var path = Path.Combine(dir, file);
+                IReadOnlyList<SeedRecord> back = file switch
+                {
+                    "eft.jsonl" or "dev_judge.jsonl" or "test_judge.jsonl" =>
+                        SeedReader.ReadEft(path).OrThrow().Select(r => new SeedRecord(r.Instruction, r.Answer, r.Judgement, r.Score)).ToList(),
+                    "prompts.jsonl" => SeedReader.ReadPrompts(path).OrThrow().Select(r => new SeedRecord(r.Instruction)).ToList(),
+                    _ => SeedReader.ReadIft(path).OrThrow().Select(r => new SeedRecord(r.Instruction, r.Answer)).ToList(),
+                };
+                Assert.Equal(records, back);
             }
             var template = File.ReadAllText(Path.Combine(dir, SeedSet.JudgeTemplateFile));
             Assert.Contains("{instruction}", template);

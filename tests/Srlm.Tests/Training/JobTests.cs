@@ -1,3 +1,4 @@
+using Srlm.Contracts.Seeds;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json;
@@ -199,7 +200,9 @@ public class JobTests
         var err = new System.Text.StringBuilder();
         bool killed = false;
         string? line;
-        while ((line = await p.StandardError.ReadLineAsync()) is not null)
+        using var bounded = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        using var stop = bounded.Token.Register(() => { try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } });
+        while ((line = await p.StandardError.ReadLineAsync(bounded.Token)) is not null)
         {
             err.AppendLine(line);
             if (killAfterStep is int k && line.StartsWith($"train step {k}/", StringComparison.Ordinal) && !killed)
@@ -208,7 +211,7 @@ public class JobTests
                 killed = true;
             }
         }
-        await p.WaitForExitAsync();
+        await p.WaitForExitAsync(bounded.Token);
         return (p.ExitCode, killed, await stdout, err.ToString());
     }
 }

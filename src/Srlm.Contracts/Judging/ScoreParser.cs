@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace Srlm.Judge;
+namespace Srlm.Contracts.Judging;
 
 /// <summary>The outcome of parsing one judge sample: a score in 0..max, or unparseable with the reason.
 /// An unparseable sample is stored with its raw text and counted; it never becomes a number.</summary>
@@ -26,6 +26,9 @@ public static partial class ScoreParser
     // What must follow the last label: optional emphasis, a number, an optional "/ max", then a boundary.
     [GeneratedRegex(@"\A[ \t*_]*(?<n>[+-]?\d+(?:\.\d+)?)(?:\s*/\s*(?<d>\d+))?(?![\d.]*\d)", RegexOptions.CultureInvariant)]
     private static partial Regex Value();
+
+    /// <summary>Whether the text holds a `Score:` label at all (readable or not).</summary>
+    public static bool HasLabel(string? text) => !string.IsNullOrEmpty(text) && Label().IsMatch(text);
 
     public static ParsedScore Parse(string? text, int maxScore = 5)
     {

@@ -1,11 +1,12 @@
 using System.Text.RegularExpressions;
 
-namespace Srlm.Judge;
+namespace Srlm.Contracts.Judging;
 
 /// <summary>The LLM-as-a-Judge prompt. A template holds {instruction} and {response}; both are filled
 /// in one pass, so text inside the instruction or response is never treated as a placeholder. The same
-/// filling as Srlm.Training's SeedData.FillJudgeTemplate (values inserted verbatim) turns EFT seed lines
-/// into SFT examples, so the model is trained on exactly the prompt it later judges with.</summary>
+/// filling turns EFT seed lines into SFT examples (Seeds.SeedExamples), so the model is trained on exactly
+/// the prompt it later judges with. Part of the run's contract: the judge service, the evaluation, the
+/// trainer and `srlm train` all fill templates here.</summary>
 public static partial class JudgePrompt
 {
     /// <summary>Our wording of the paper's additive five-point rubric (Yuan et al. 2024, section 2.1).</summary>
@@ -29,6 +30,11 @@ public static partial class JudgePrompt
 
     /// <summary>The template to use for a spec's judge section (null = the default rubric).</summary>
     public static string TemplateOf(string? specTemplate) => string.IsNullOrEmpty(specTemplate) ? DefaultTemplate : specTemplate;
+
+    /// <summary>Why a template cannot be a judge prompt (it lacks a placeholder), or null when it can.</summary>
+    public static string? Problem(string template) =>
+        template.Contains("{instruction}", StringComparison.Ordinal) && template.Contains("{response}", StringComparison.Ordinal)
+            ? null : "must contain {instruction} and {response}";
 
     public static string Format(string? template, string instruction, string response) =>
         Placeholder().Replace(TemplateOf(template), m => m.Groups[1].Value == "instruction" ? instruction : response);

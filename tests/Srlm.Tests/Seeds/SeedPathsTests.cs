@@ -1,0 +1,102 @@
+using Srlm.Cli.Commands;
+using Srlm.Cli.Pipeline;
+using Srlm.Contracts.Spec;
+using Srlm.Judge;
+using Srlm.Storage;
+using Srlm.Tests.Messaging;
+using Srlm.Trainer;
+
+namespace Srlm.Tests.Seeds;
+
+/// <summary>One seed file gives the same training text on every path: `srlm train sft` (from the files) and the trainer
+/// service (from the blobs `srlm start`/`srlm run` uploaded with the run, read back through the spec cache).</summary>
+public sealed class SeedPathsTests : IAsyncLifetime
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-seedpaths-").FullName;
+    private StoreSet _stores = null!;
+
+    public async Task InitializeAsync() => _stores = await OpsFixtures.OpenAsync(_folder);
+
+    public async Task DisposeAsync()
+    {
+        await _stores.DisposeAsync();
+        try { Directory.Delete(_folder, true); } catch (IOException) { }
+    }
+
+    private const string Eft = """
+        {"instruction":"2+2?","answer":"4","judgement":"Correct and brief.","score":5}
+        {"instruction":"2+2?","answer":"5","judgement":"Score: 1. Wrong sum.","score":1}
+        {"instruction":"3+3?","answer":"6","judgement":"Right.\nScore: 5  \n"}
+        {"instruction":"3+3?","answer":"six","judgement":"**Score:** 4/5","score":4,"id":"e4","category":"math"}
+        """;
+
+    public static TheoryData<string, string, string[]> Formats => new()
+    {
+        { "instruction/answer", """
+            {"instruction":"Say hi","answer":"Hi!"}
+            {"instruction":"2+2?","answer":" 4\n","id":"x1","source":"hand"}
+            """, ["Say hi", "2+2?"] },
+        { "alpaca", """
+            {"instruction":"Translate to English.","input":"Bonjour","output":"Hello"}
+            {"instruction":"Name a colour.","input":"","output":"Red","text":"pre-rendered"}
+            """, ["Translate to English.\n\nBonjour", "Name a colour."] },
+        { "messages", """
+            {"messages":[{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}]}
+            {"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":"3+3?"},{"role":"assistant","content":"6"}]}
+            """, ["2+2?", "System: Be terse.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: 3+3?"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public async Task Each_format_gives_byte_identical_training_text_through_srlm_train_and_the_trainer_service(string format, string iftText, string[] prompts)
+    {
+        var ift = Write("ift.jsonl", iftText);
+        var eft = Write("eft.jsonl", Eft);
+        var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
+        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(_folder, "weights"));
+        var spec = RunSpecJson.Parse($$"""
+            { "schema_version": 1, "name": "paths", "models": { "m1": "{{m1}}" },
+              "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
+            """);
+
+        var uploaded = await RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-1", default);
+        var service = await SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), uploaded.StoredSpec, default);
+        var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
+
+        Assert.Equal(cli.Select(e => (e.Prompt, e.Completion)), service.Select(e => (e.Prompt, e.Completion)));
+        Assert.Equal(prompts.Length + 4, cli.Count);
+        Assert.Equal(prompts, cli.Take(prompts.Length).Select(e => e.Prompt));
+        Assert.Equal(["Correct and brief.\nScore: 5", "Score: 1. Wrong sum.", "Right.\nScore: 5", "**Score:** 4/5"], cli.Skip(prompts.Length).Select(e => e.Completion));
+        Assert.Equal("Rate it.\nQ: 2+2?\nA: 4\nEnd with Score: <0-5>.\n", cli[prompts.Length].Prompt);
+        Assert.Equal([$"{ift}:1", $"{ift}:2", $"{eft}:1", $"{eft}:2", $"{eft}:3", $"{eft}:4"], cli.Select(e => e.Source));
+        Assert.Equal(format, Assert.Single(Srlm.Contracts.Seeds.SeedReader.ReadIft(ift).Formats).Key);
+    }
+
+    [Fact]
+    public async Task A_file_with_a_line_that_would_lose_content_is_refused_before_the_run_exists()
+    {
+        var ift = Write("ift.jsonl", "{\"instruction\":\"Sum.\",\"answer\":\"5\"}\n{\"instruction\":\"Sum.\",\"input\":\"2 3\",\"answer\":\"5\"}\n");
+        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(_folder, "weights"));
+        var spec = RunSpecJson.Parse($$"""{ "schema_version": 1, "name": "paths", "models": { "m1": "{{m1}}" }, "seed_data": { "ift": "ift.jsonl" } }""");
+        var e = await Assert.ThrowsAsync<Srlm.Cli.UsageException>(() => RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-2", default));
+        Assert.Equal($"{ift}:2: field \"input\" would be dropped: the instruction/answer format has no place for it (an Alpaca line names its answer \"output\")", e.Message);
+        Assert.Null(await _stores.Artifacts.GetRunAsync("paths-2"));
+    }
+
+    [Fact]
+    public async Task The_trainer_service_refuses_a_stored_file_with_the_same_one_line_problem_naming_the_spec_field()
+    {
+        // A store written by another tool (srlm start would have refused the file): the trainer names the spec field.
+        var blob = await _stores.Artifacts.PutBlobAsync("{\"instruction\":\"a\",\"answer\":\"b\"}\n{\"instruction\":\"Sum.\",\"context\":\"2 3\",\"answer\":\"5\"}\n"u8.ToArray(), "ift.jsonl");
+        var spec = RunSpecJson.Parse($$"""{ "schema_version": 1, "name": "paths", "models": { "m1": "checkpoint:x" }, "seed_data": { "ift": "blob:{{blob.Sha256}}" } }""");
+        var e = await Assert.ThrowsAsync<Srlm.Messaging.Bus.PermanentMessageException>(() => SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), spec, default));
+        Assert.Equal("spec.seed_data.ift:2: field \"context\" would be dropped: the instruction/answer format has no place for it", e.Message);
+    }
+
+    private string Write(string name, string text)
+    {
+        var path = Path.Combine(_folder, name);
+        File.WriteAllText(path, text.ReplaceLineEndings("\n").TrimEnd('\n') + "\n");
+        return path;
+    }
+}
