@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
 
@@ -99,7 +99,7 @@ public sealed class CheckpointReadyConsumer(RunSpecCache specs) : IConsumer<Chec
         var m = context.Message;
         var spec = await specs.GetAsync(m.RunId, context.CancellationToken);
         if (spec.Evaluation is null) return;
-        await context.SendAsync<EvaluateCheckpointConsumer, EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, context.CancellationToken);
+        await context.SendAsync<EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, context.CancellationToken);
     }
 }
 
@@ -122,7 +122,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         var evaluatorName = eval.Evaluator!;
         var checkpoint = await store.GetAsync<CheckpointRecord>(m.CheckpointId, ct)
                          ?? throw new MalformedMessageException($"EvaluateCheckpoint {context.MessageId}: checkpoint {m.CheckpointId} is not stored");
-        var id = RecordIds.Evaluation(m.CheckpointId, evaluatorName);
+        var id = Ids.Evaluation(m.CheckpointId, evaluatorName);
         if (await store.GetAsync<EvaluationRecord>(id, ct) is null)
         {
             var started = DateTimeOffset.UtcNow;
@@ -196,7 +196,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
     private static Task<IReadOnlyList<GenerationResult>> GreedyAnswersAsync(ITextModel model, RunSpec spec, string runId, string checkpointId,
         IReadOnlyList<string> heldOut, CancellationToken ct) =>
         model.GenerateAsync(heldOut.Select((q, i) =>
-            new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", RecordIds.SeedKey(runId, checkpointId), i), 0, 1, spec.Evaluation!.MaxNewTokens)).ToList(), ct);
+            new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", Ids.SeedKey(runId, checkpointId), i), 0, 1, spec.Evaluation!.MaxNewTokens)).ToList(), ct);
 
     /// <summary>evaluation.evaluator = judge_win_rate: the checkpoint against its parent on every held-out instruction.
     /// Both answer greedily; identical answers tie without judging; otherwise the fixed judge (evaluation.judge_model,
@@ -208,7 +208,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
     {
         var parent = await models.GetAsync(parentId, ct);
         var parentAnswers = await GreedyAnswersAsync(parent, spec, m.RunId, parentId, heldOut, ct);
-        var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : RecordIds.StartCheckpoint(m.RunId, isM1: true);
+        var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : Ids.StartCheckpoint(m.RunId, isM1: true);
         var judge = await models.GetAsync(judgeId, ct);
 
         int k = spec.Judge.Samples;

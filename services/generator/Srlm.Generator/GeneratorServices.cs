@@ -1,6 +1,6 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 
 namespace Srlm.Generator;
 
@@ -8,7 +8,7 @@ namespace Srlm.Generator;
 public static class GeneratorServices
 {
     /// <summary>Evaluators (IAnswerEvaluator) and the model provider are registered by the host.</summary>
-    public static IServiceCollection AddGenerator(this IServiceCollection services) => services.AddJudge();
+    public static IServiceCollection AddGenerator(this IServiceCollection services) => services.AddServiceKit();
 
     public static IBusRegistrationConfigurator AddGeneratorConsumers(this IBusRegistrationConfigurator bus)
     {

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
 
@@ -21,9 +21,9 @@ public sealed partial class IterationStartedConsumer(IArtifactStore store, RunSp
         var spec = await specs.GetAsync(m.RunId, ct);
         if (m.Iteration < 1 || m.Iteration > spec.Iterations)
             throw new MalformedMessageException($"IterationStarted {context.MessageId}: iteration {m.Iteration} is outside 1..{spec.Iterations}");
-        await store.PutAsync(new IterationRecord { Id = RecordIds.Iteration(m.RunId, m.Iteration), RunId = m.RunId, Iteration = m.Iteration, StartCheckpointId = m.CheckpointId }, ct);
+        await store.PutAsync(new IterationRecord { Id = Ids.Iteration(m.RunId, m.Iteration), RunId = m.RunId, Iteration = m.Iteration, StartCheckpointId = m.CheckpointId }, ct);
         int shards = spec.Prompts.Shards;
-        await context.SendAllAsync<GeneratePromptsConsumer, GeneratePrompts>(Enumerable.Range(0, shards).Select(s => new GeneratePrompts
+        await context.SendAllAsync<GeneratePrompts>(Enumerable.Range(0, shards).Select(s => new GeneratePrompts
         {
             RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId, Shard = s, ShardCount = shards,
         }), ct);
@@ -48,7 +48,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         if (m.ShardCount != spec.Prompts.Shards || m.Shard < 0 || m.Shard >= m.ShardCount)
             throw new MalformedMessageException($"GeneratePrompts {context.MessageId}: shard {m.Shard}/{m.ShardCount} does not match spec.prompts.shards = {spec.Prompts.Shards}");
 
-        var shardId = RecordIds.Shard(m.RunId, m.Iteration, m.Shard);
+        var shardId = Ids.Shard(m.RunId, m.Iteration, m.Shard);
         if (await store.GetAsync<PromptShardRecord>(shardId, ct) is null)
         {
             var texts = await GenerateShardAsync(spec, m, ct);
@@ -93,7 +93,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         var s = spec.Prompts.Sampling;
         var requests = Enumerable.Range(0, count).Select(i =>
         {
-            long seed = Ids.Seed(spec.Seed, "prompt", RecordIds.SeedKey(m.RunId, Ids.Prompt(m.RunId, m.Iteration, m.Shard, i)));
+            long seed = Ids.Seed(spec.Seed, "prompt", Ids.SeedKey(m.RunId, Ids.Prompt(m.RunId, m.Iteration, m.Shard, i)));
             return new GenerationRequest(SelfInstruct.BuildFewShot(seedInstructions, earlier, spec.Prompts.FewShot, seed), seed, s.Temperature, s.TopP, s.MaxNewTokens, Raw: true) { Stop = ["\n"] };
         }).ToList();
         var results = await model.GenerateAsync(requests, ct);
@@ -107,7 +107,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
     private async Task<IReadOnlyList<string>> EarlierPromptsAsync(string runId, int iteration, CancellationToken ct)
     {
         if (iteration <= 1) return [];
-        var set = await store.GetAsync<PromptSetFinalRecord>(RecordIds.PromptSet(runId, iteration - 1), ct);
+        var set = await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, iteration - 1), ct);
         if (set is null) return [];
         return (await store.GetManyAsync<PromptRecord>(set.PromptIds, ct)).Select(p => p.Text).ToList();
     }
@@ -131,7 +131,7 @@ public static partial class PromptSetFinaliser
     public static async Task FinaliseAsync(IArtifactStore store, RunSpecCache specs, RunSpec spec, string runId, int iteration, string checkpointId,
         ISendEndpointProvider send, bool resend, ILogger log, CancellationToken ct)
     {
-        var setId = RecordIds.PromptSet(runId, iteration);
+        var setId = Ids.PromptSet(runId, iteration);
         var existing = await store.GetAsync<PromptSetFinalRecord>(setId, ct);
         WriteOutcome outcome = WriteOutcome.Unchanged;
         var final = existing;
@@ -154,7 +154,7 @@ public static partial class PromptSetFinaliser
         if (final.PromptIds.Count == 0)
             throw new PermanentMessageException($"run {runId} iteration {iteration}: the prompt filter kept no prompts (see spec.prompts.filter)");
         if (outcome != WriteOutcome.Inserted && !resend) return;
-        await send.SendAllAsync<GenerateResponsesConsumer, GenerateResponses>(final.PromptIds.Select(id => new GenerateResponses
+        await send.SendAllAsync<GenerateResponses>(final.PromptIds.Select(id => new GenerateResponses
         {
             RunId = runId, Iteration = iteration, CheckpointId = checkpointId, PromptId = id,
         }), ct);
@@ -184,7 +184,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
         if (missing.Count > 0)
         {
             var model = await models.GetAsync(m.CheckpointId, ct);
-            var requests = missing.Select(i => Judging.CandidateRequest(spec, m.RunId, m.PromptId, prompt.Text, i)).ToList();
+            var requests = missing.Select(i => CandidateRequests.Of(spec, m.RunId, m.PromptId, prompt.Text, i)).ToList();
             var results = await model.GenerateAsync(requests, ct);
             int promptTokens = model.CountPromptTokens(prompt.Text); // untruncated, as the pair rules count it
             for (int j = 0; j < missing.Count; j++)
@@ -199,7 +199,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
             }
             LogCandidates(log, m.RunId, m.Iteration, m.PromptId, missing.Count);
         }
-        await context.SendAllAsync<JudgeCandidateConsumer, JudgeCandidate>(Enumerable.Range(0, n).Select(i => new JudgeCandidate
+        await context.SendAllAsync<JudgeCandidate>(Enumerable.Range(0, n).Select(i => new JudgeCandidate
         {
             RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId, PromptId = m.PromptId, CandidateId = Ids.Candidate(m.PromptId, i),
         }), ct);

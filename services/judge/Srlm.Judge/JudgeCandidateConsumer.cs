@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Messaging.Bus;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Judge;

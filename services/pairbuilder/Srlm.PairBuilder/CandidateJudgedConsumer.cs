@@ -1,7 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
 using StoreDrop = Srlm.Storage.DropReason;
@@ -85,7 +85,7 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             StoreDrop.DroppedTies => "best and worst mean scores are equal",
             _ => "fewer candidates with a valid score than spec.pairs.min_valid_scores",
         };
-        await store.PutAsync(new PairDropRecord { Id = RecordIds.Drop(promptId), RunId = runId, Iteration = iteration, PromptId = promptId, Reason = reason, Detail = detail }, ct);
+        await store.PutAsync(new PairDropRecord { Id = Ids.Drop(promptId), RunId = runId, Iteration = iteration, PromptId = promptId, Reason = reason, Detail = detail }, ct);
         LogDrop(log, runId, iteration, promptId, PairDecision.CounterName(d.Dropped!.Value));
     }
 
@@ -104,7 +104,7 @@ public static partial class PairsReadyCheck
     public static async Task<bool> PublishIfCompleteAsync(IArtifactStore store, string runId, int iteration, string checkpointId,
         IPublishEndpoint publish, bool resend, ILogger log, CancellationToken ct)
     {
-        var set = await store.GetAsync<PromptSetFinalRecord>(RecordIds.PromptSet(runId, iteration), ct);
+        var set = await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, iteration), ct);
         if (set is null) return false;
         if ((await store.ListUnsettledPromptsAsync(runId, iteration, ct)).Count > 0) return false;
 
@@ -138,7 +138,7 @@ public sealed class CandidateJudgedConsumerDefinition() : SrlmConsumerDefinition
 
 public static class PairBuilderServices
 {
-    public static Microsoft.Extensions.DependencyInjection.IServiceCollection AddPairBuilder(this Microsoft.Extensions.DependencyInjection.IServiceCollection services) => services.AddJudge();
+    public static Microsoft.Extensions.DependencyInjection.IServiceCollection AddPairBuilder(this Microsoft.Extensions.DependencyInjection.IServiceCollection services) => services.AddServiceKit();
 
     public static IBusRegistrationConfigurator AddPairBuilderConsumers(this IBusRegistrationConfigurator bus)
     {

@@ -1,6 +1,6 @@
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 
 namespace Srlm.Trainer;
 

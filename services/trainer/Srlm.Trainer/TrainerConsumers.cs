@@ -1,7 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
 
@@ -30,7 +30,7 @@ public sealed partial class RunStartedConsumer(IArtifactStore store, RunSpecCach
         var job = new JobRecord
         {
             Id = Ids.Job(m.RunId, 0, "sft"), Kind = JobKind.Sft, RunId = m.RunId, Iteration = 0,
-            InputCheckpointId = start.Id, DatasetId = RecordIds.SftDataset(m.RunId), OutputCheckpointId = Ids.Checkpoint(m.RunId, 0),
+            InputCheckpointId = start.Id, DatasetId = Ids.SftDataset(m.RunId), OutputCheckpointId = Ids.Checkpoint(m.RunId, 0),
         };
         await store.EnqueueJobAsync(job, ct);
         signal.Notify();

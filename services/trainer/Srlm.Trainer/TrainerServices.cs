@@ -1,7 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 
 namespace Srlm.Trainer;
 
@@ -11,7 +11,7 @@ public static class TrainerServices
     /// LibraryTrainingRunner) and TrainingWorkerOptions may be registered by the host first.</summary>
     public static IServiceCollection AddTrainer(this IServiceCollection services, TrainingWorkerOptions? options = null)
     {
-        services.AddJudge();
+        services.AddServiceKit();
         if (options is not null) services.AddSingleton(options);
         else services.TryAddSingleton(new TrainingWorkerOptions());
         services.TryAddSingleton<TrainingJobSignal>();

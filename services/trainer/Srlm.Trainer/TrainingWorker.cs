@@ -1,10 +1,11 @@
+using Srlm.Contracts.Judging;
 using System.Collections.Concurrent;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
 
@@ -354,14 +355,14 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
             var model = await models.GetAsync(inputId, ct);
             int n = spec.Responses.N;
-            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => Judge.Judging.CandidateRequest(spec, job.RunId, p.Id, p.Text, i, "control-candidate"))).ToList();
+            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => CandidateRequests.Of(spec, job.RunId, p.Id, p.Text, i, "control-candidate"))).ToList();
             var texts = await model.GenerateAsync(requests, ct);
             var pairs = new List<TextPair>();
             for (int p = 0; p < prompts.Count; p++)
             {
                 var distinct = texts.Skip(p * n).Take(n).Select(r => r.Text.Trim()).Where(x => x.Length > 0).Distinct(StringComparer.Ordinal).ToList();
                 if (distinct.Count < 2) continue;
-                var rng = new Srlm.Training.DeterministicRandom((ulong)Ids.Seed(spec.Seed, "control-pair", RecordIds.SeedKey(job.RunId, prompts[p].Id)));
+                var rng = new Srlm.Training.DeterministicRandom((ulong)Ids.Seed(spec.Seed, "control-pair", Ids.SeedKey(job.RunId, prompts[p].Id)));
                 int a = rng.Next(distinct.Count), b = (a + 1 + rng.Next(distinct.Count - 1)) % distinct.Count;
                 pairs.Add(new TextPair($"{prompts[p].Id}/control-pair", prompts[p].Text, distinct[a], distinct[b]));
             }
@@ -381,7 +382,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 result = await TrainAsync(job, new TrainingJobInput
                 {
                     JobId = job.Id + "/control", Kind = JobKind.Dpo, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
-                    OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id + "/control")),
+                    OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", Ids.SeedKey(job.RunId, job.Id + "/control")),
                     DatasetId = job.DatasetId + "/control", Dpo = pairs, Replay = await ReplayAsync(spec, ct),
                 }, "control", stateDir, jobProgress, main: false, ct);
                 if (result is null) return null;
@@ -406,7 +407,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         var common = new TrainingJobInput
         {
             JobId = job.Id, Kind = job.Kind, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
-            OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", RecordIds.SeedKey(job.RunId, job.Id)), DatasetId = job.DatasetId,
+            OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", Ids.SeedKey(job.RunId, job.Id)), DatasetId = job.DatasetId,
         };
         if (job.Kind == JobKind.Sft)
             return common with { Sft = await SeedInputs.SftAsync(specs, spec, ct) };

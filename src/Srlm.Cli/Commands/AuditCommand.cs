@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Cli.Commands;

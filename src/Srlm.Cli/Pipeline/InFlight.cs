@@ -1,8 +1,7 @@
 using MassTransit;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
-using Srlm.Generator;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Cli.Pipeline;
@@ -22,9 +21,9 @@ public static class InFlight
         var checkpoints = all.Where(c => c.IsMain).ToDictionary(c => c.Iteration);
         int sent = 0;
 
-        async Task Send<TConsumer, T>(T message) where TConsumer : class, IConsumer where T : class
+        async Task Send<T>(T message) where T : class
         {
-            await bus.SendAsync<TConsumer, T>(message, ct);
+            await bus.SendAsync<T>(message, ct);
             sent++;
         }
         async Task Publish<T>(T message) where T : class
@@ -44,7 +43,7 @@ public static class InFlight
         if (spec.Evaluation is not null)
             foreach (var c in all.Where(c => c.Iteration >= 1).OrderBy(c => c.Iteration).ThenBy(c => c.IsMain ? 0 : 1))
                 if (await store.CountAsync<EvaluationRecord>(ArtifactQuery.OfParent(c.Id), ct) == 0)
-                    await Send<EvaluateCheckpointConsumer, EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = runId, Iteration = c.Iteration - 1, CheckpointId = c.Id });
+                    await Send(new EvaluateCheckpoint { RunId = runId, Iteration = c.Iteration - 1, CheckpointId = c.Id });
 
         int t = checkpoints.Keys.Max();
         var model = checkpoints[t];
@@ -58,18 +57,18 @@ public static class InFlight
             return sent;
         }
 
-        if (await store.GetAsync<IterationRecord>(RecordIds.Iteration(runId, t), ct) is null)
+        if (await store.GetAsync<IterationRecord>(Ids.Iteration(runId, t), ct) is null)
         {
             await Publish(new IterationStarted { RunId = runId, Iteration = t, CheckpointId = model.Id });
             return sent;
         }
 
-        var set = await store.GetAsync<PromptSetFinalRecord>(RecordIds.PromptSet(runId, t), ct);
+        var set = await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, t), ct);
         if (set is null)
         {
             // Shards already stored are not generated again; whichever shard completes the set finalises it.
             for (int s = 0; s < spec.Prompts.Shards; s++)
-                await Send<GeneratePromptsConsumer, GeneratePrompts>(new GeneratePrompts { RunId = runId, Iteration = t, CheckpointId = model.Id, Shard = s, ShardCount = spec.Prompts.Shards });
+                await Send(new GeneratePrompts { RunId = runId, Iteration = t, CheckpointId = model.Id, Shard = s, ShardCount = spec.Prompts.Shards });
             return sent;
         }
 
@@ -79,7 +78,7 @@ public static class InFlight
             var candidates = await store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(promptId), ct);
             if (candidates.Count < spec.Responses.N)
             {
-                await Send<GenerateResponsesConsumer, GenerateResponses>(new GenerateResponses { RunId = runId, Iteration = t, CheckpointId = model.Id, PromptId = promptId });
+                await Send(new GenerateResponses { RunId = runId, Iteration = t, CheckpointId = model.Id, PromptId = promptId });
                 continue;
             }
             bool allJudged = true;
@@ -87,7 +86,7 @@ public static class InFlight
                 if (await store.CountAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id), ct) < spec.Judge.Samples)
                 {
                     allJudged = false;
-                    await Send<JudgeCandidateConsumer, JudgeCandidate>(new JudgeCandidate { RunId = runId, Iteration = t, CheckpointId = model.Id, PromptId = promptId, CandidateId = c.Id });
+                    await Send(new JudgeCandidate { RunId = runId, Iteration = t, CheckpointId = model.Id, PromptId = promptId, CandidateId = c.Id });
                 }
             if (allJudged) await Publish(await JudgedEventAsync(store, spec, runId, t, model.Id, candidates[0], ct));
         }

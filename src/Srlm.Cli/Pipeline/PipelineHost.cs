@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Srlm.Generator;
 using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Messaging.Hosting;
 using Srlm.PairBuilder;

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 using Srlm.Contracts;
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Cli.Pipeline;

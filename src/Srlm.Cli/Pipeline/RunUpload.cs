@@ -1,8 +1,9 @@
+using Srlm.Contracts;
 using System.Text;
 using Srlm.Contracts.Judging;
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
 
@@ -72,7 +73,7 @@ public static class RunUpload
         }
 
         bool isM1 = spec.Models.M1 is not null;
-        var startId = RecordIds.StartCheckpoint(runId, isM1);
+        var startId = Ids.StartCheckpoint(runId, isM1);
         string startRef;
         if (spec.Models.Init is not null)
         {
@@ -87,7 +88,7 @@ public static class RunUpload
         else
             startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct,
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
-                datasetId: isM1 ? RecordIds.SftDataset(runId) : null);
+                datasetId: isM1 ? Ids.SftDataset(runId) : null);
         string? promptModel = spec.Models.PromptModel is { } pm
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
                 field: "spec.models.prompt_model")
@@ -109,7 +110,7 @@ public static class RunUpload
         RunSpecValidator.ThrowIfInvalid(stored);
 
         var shas = new[] { ift, eft }.Where(SpecRefs.IsBlob).Select(r => SpecRefs.BlobSha(r, "seed_data")).ToList();
-        await store.PutAsync(new DatasetRecord { Id = RecordIds.SftDataset(runId), RunId = runId, Iteration = 0, Purpose = "sft", BlobSha256s = shas, Description = "IFT + EFT seed files" }, ct);
+        await store.PutAsync(new DatasetRecord { Id = Ids.SftDataset(runId), RunId = runId, Iteration = 0, Purpose = "sft", BlobSha256s = shas, Description = "IFT + EFT seed files" }, ct);
         var outcome = await store.CreateRunAsync(runId, RunSpecJson.Serialize(stored), stored.SchemaVersion, ct);
         if (outcome == WriteOutcome.Conflict) throw new UsageException($"run {runId} already exists with a different spec");
         return new UploadedRun(runId, stored, startId);

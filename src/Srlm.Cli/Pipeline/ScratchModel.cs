@@ -2,7 +2,7 @@ using Srlm.Contracts.Judging;
 using System.Text;
 using Srlm.Contracts.Seeds;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Model;
 using Srlm.Model.Tokenization;
 using TorchSharp;

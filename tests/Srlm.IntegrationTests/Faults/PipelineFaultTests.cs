@@ -301,7 +301,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
 
         var job = await HeldDpoJobAsync(run, store, runId, trainer, "its hand-off", "the iteration-1 DPO job stored M2 and holds before its hand-off");
         Assert.NotNull(await store.GetAsync<CheckpointRecord>(job.OutputCheckpointId!));
-        Assert.Null(await store.GetAsync<IterationRecord>(Srlm.Judge.RecordIds.Iteration(runId, 2)));
+        Assert.Null(await store.GetAsync<IterationRecord>(Ids.Iteration(runId, 2)));
 
         await node.TerminateAsync();
         var down = DateTimeOffset.UtcNow;
@@ -515,11 +515,11 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
             (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(copy))).Count(j => j.Iteration == 1) >= original.Count,
             RunTimeout, "the replayed iteration-1 judgements are stored under the new run");
         var replayed = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(copy))).Where(j => j.Iteration == 1)
-            .ToDictionary(j => Srlm.Judge.RecordIds.SeedKey(copy, j.Id));
+            .ToDictionary(j => Ids.SeedKey(copy, j.Id));
         Assert.Equal(original.Count, replayed.Count);
         foreach (var o in original)
         {
-            var r = replayed[Srlm.Judge.RecordIds.SeedKey(shared.RunId, o.Id)];
+            var r = replayed[Ids.SeedKey(shared.RunId, o.Id)];
             Assert.Equal((o.Seed, o.Score, o.RawText), (r.Seed, r.Score, r.RawText));
             Assert.Equal(copy + o.CheckpointId[shared.RunId.Length..], r.CheckpointId);
         }

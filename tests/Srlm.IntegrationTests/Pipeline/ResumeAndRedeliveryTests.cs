@@ -6,6 +6,7 @@ using Srlm.Contracts;
 using Srlm.Contracts.Spec;
 using Srlm.Generator;
 using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Storage.Sqlite;
 using Xunit.Abstractions;
@@ -73,7 +74,7 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
             var spec = RunSpecJson.Parse((await store.GetRunAsync(runId))!.SpecJson);
             var checkpoints = (await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId))).OrderBy(c => c.Iteration).ToList();
             int types = 0;
-            async Task Send<TConsumer, T>(T m) where TConsumer : class, IConsumer where T : class => await bus.SendAsync<TConsumer, T>(m, default);
+            async Task Send<TConsumer, T>(T m) where TConsumer : class, IConsumer where T : class => await bus.SendAsync<T>(m, default);
 
             await bus.Publish(new RunStarted { RunId = runId, Iteration = 0, CheckpointId = checkpoints[0].Id }); types++;
             for (int t = 1; t <= spec.Iterations; t++)
@@ -82,7 +83,7 @@ public sealed class ResumeAndRedeliveryTests(SmokeRunFixture run, ITestOutputHel
                 await bus.Publish(new IterationStarted { RunId = runId, Iteration = t, CheckpointId = m });
                 for (int s = 0; s < spec.Prompts.Shards; s++)
                     await Send<GeneratePromptsConsumer, GeneratePrompts>(new GeneratePrompts { RunId = runId, Iteration = t, CheckpointId = m, Shard = s, ShardCount = spec.Prompts.Shards });
-                var set = (await store.GetAsync<PromptSetFinalRecord>(RecordIds.PromptSet(runId, t)))!;
+                var set = (await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, t)))!;
                 foreach (var p in set.PromptIds)
                     await Send<GenerateResponsesConsumer, GenerateResponses>(new GenerateResponses { RunId = runId, Iteration = t, CheckpointId = m, PromptId = p });
                 foreach (var c in await store.ListAsync<CandidateRecord>(ArtifactQuery.OfRun(runId, t)))

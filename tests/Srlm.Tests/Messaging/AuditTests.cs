@@ -5,6 +5,7 @@ using Srlm.Cli.Pipeline;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
 using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Tests.Messaging;

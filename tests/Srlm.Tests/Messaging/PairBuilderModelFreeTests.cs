@@ -1,7 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Srlm.Contracts;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.PairBuilder;
 using Srlm.Storage;
 

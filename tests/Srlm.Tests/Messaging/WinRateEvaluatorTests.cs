@@ -4,7 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Srlm.Contracts;
 using Srlm.Generator;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Tests.Messaging;
@@ -81,7 +81,7 @@ public sealed class WinRateEvaluatorTests
         await store.PutAsync(new CheckpointRecord { Id = "ev/m2", RunId = "ev", Iteration = 2, Location = "", Files = [], Origin = "dpo", ParentCheckpointId = "ev/m1" });
 
         await host.Bus.Publish(new CheckpointReady { RunId = "ev", Iteration = 1, CheckpointId = "ev/m2", ParentCheckpointId = "ev/m1" });
-        var id = RecordIds.Evaluation("ev/m2", "judge_win_rate");
+        var id = Ids.Evaluation("ev/m2", "judge_win_rate");
         await TestBusHost.WaitUntilAsync(async () => await store.GetAsync<EvaluationRecord>(id) is not null, TimeSpan.FromSeconds(30), "the evaluation stored");
 
         var m = (await store.GetAsync<EvaluationRecord>(id))!.Metrics;
@@ -123,7 +123,7 @@ public sealed class WinRateEvaluatorTests
             """, 1);
         await store.PutAsync(new CheckpointRecord { Id = "ev/m1", RunId = "ev", Iteration = 1, Location = "", Files = [] });
         await host.Bus.Publish(new CheckpointReady { RunId = "ev", Iteration = 0, CheckpointId = "ev/m1" });
-        var id = RecordIds.Evaluation("ev/m1", "judge_win_rate");
+        var id = Ids.Evaluation("ev/m1", "judge_win_rate");
         await TestBusHost.WaitUntilAsync(async () => await store.GetAsync<EvaluationRecord>(id) is not null, TimeSpan.FromSeconds(30), "the evaluation stored");
         var m = (await store.GetAsync<EvaluationRecord>(id))!.Metrics;
         Assert.Equal(1.0, m["eval_items"]);

@@ -1,7 +1,7 @@
 using Srlm.Cli.Commands;
 using Srlm.Cli.Pipeline;
 using Srlm.Contracts.Spec;
-using Srlm.Judge;
+using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Tests.Messaging;
 using Srlm.Trainer;

@@ -1,5 +1,4 @@
 using Srlm.Contracts.Judging;
-using Srlm.Judge;
 
 namespace Srlm.Tests.Services;
 

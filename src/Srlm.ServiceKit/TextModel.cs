@@ -1,4 +1,4 @@
-namespace Srlm.Judge;
+namespace Srlm.ServiceKit;
 
 // The services' view of a loaded checkpoint. The model library (Srlm.Model: decoder, tokenizer, batched
 // KV-cache generation on a dedicated thread per model, cache keyed by checkpoint id) sits behind it; the

@@ -4,7 +4,7 @@ using Srlm.Contracts.Spec;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
 
-namespace Srlm.Judge;
+namespace Srlm.ServiceKit;
 
 /// <summary>The stored spec of a run, read from the store (never from a local file), parsed once per process.
 /// A spec is immutable once stored, so caching it is safe. Also reads the files the spec references

@@ -2,7 +2,7 @@ using Srlm.Contracts.Judging;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
 
-namespace Srlm.Judge;
+namespace Srlm.ServiceKit;
 
 /// <summary>One judge sample: the raw text the model wrote, its parse, and the seed that produced it.</summary>
 public sealed record JudgeSample(int SampleIndex, long Seed, string RawText, ParsedScore Parsed);
@@ -14,16 +14,7 @@ public static class Judging
 {
     /// <summary>The seed of judge sample k of a candidate: from the run seed and the judgement id without its run prefix.</summary>
     public static long SeedOf(RunSpec spec, string runId, string candidateId, int sample) =>
-        Ids.Seed(spec.Seed, "judge", RecordIds.SeedKey(runId, Ids.Judgement(candidateId, sample)));
-
-    /// <summary>Candidate <paramref name="index"/> of a prompt, sampled with the spec's response settings and a seed
-    /// from (run seed, <paramref name="stream"/>, candidate id): "candidate" for the main arm, "control-candidate"
-    /// for the control arm, so the two arms never share a random stream.</summary>
-    public static GenerationRequest CandidateRequest(RunSpec spec, string runId, string promptId, string promptText, int index, string stream = "candidate")
-    {
-        var s = spec.Responses.Sampling;
-        return new(promptText, Ids.Seed(spec.Seed, stream, RecordIds.SeedKey(runId, Ids.Candidate(promptId, index))), s.Temperature, s.TopP, s.MaxNewTokens);
-    }
+        Ids.Seed(spec.Seed, "judge", Ids.SeedKey(runId, Ids.Judgement(candidateId, sample)));
 
     public static GenerationRequest Request(RunSpec spec, string runId, string instruction, string response, string candidateId, int sample) =>
         new(JudgePrompt.Format(spec.Judge.Template, instruction, response), SeedOf(spec, runId, candidateId, sample),

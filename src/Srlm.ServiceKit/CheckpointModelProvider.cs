@@ -2,7 +2,7 @@ using Srlm.Model;
 using Srlm.Storage.Checkpoints;
 using ModelRequest = Srlm.Model.GenerationRequest;
 
-namespace Srlm.Judge;
+namespace Srlm.ServiceKit;
 
 /// <summary>The model provider of every service host: checkpoints are materialised from the checkpoint
 /// store and loaded once per process into Srlm.Model's cache (LRU, bounded by weight bytes; SRLM_MODEL_CACHE_MB,
