@@ -20,6 +20,9 @@ public sealed class ServeCommand : ICommand
         var key = a.Get("--api-key");
         var keyEnv = a.Get("--api-key-env");
         int maxQueue = a.Int("--max-queue", 256);
+        var dtypeText = a.Get("--dtype");
+        var dtype = dtypeText is null ? TorchSharp.torch.ScalarType.Float32
+            : ModelDtype.TryParse(dtypeText) ?? throw new UsageException($"option --dtype must be one of {string.Join(", ", ModelDtype.Names)}, got '{dtypeText}'");
         a.EnsureAllRead();
         if (a.Positional.Count > 0) throw new UsageException($"unexpected argument '{a.Positional[0]}'");
         if (!Directory.Exists(dir)) throw new UsageException($"--model {dir}: no such directory");
@@ -36,7 +39,7 @@ public sealed class ServeCommand : ICommand
         name ??= Path.GetFileName(Path.GetFullPath(dir).TrimEnd(Path.DirectorySeparatorChar));
 
         ServedModel model;
-        try { model = await ServedModel.LoadAsync(name, dir, cancel); }
+        try { model = await ServedModel.LoadAsync(name, dir, cancel, dtype); }
         catch (CheckpointException e)
         {
             Console.Error.WriteLine($"srlm serve: {e.Message}");

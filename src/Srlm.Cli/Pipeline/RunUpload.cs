@@ -1,4 +1,5 @@
 using Srlm.Contracts;
+using Srlm.Model.ChatTemplates;
 using System.Text;
 using Srlm.Contracts.Judging;
 using Srlm.Contracts.Seeds;
@@ -87,10 +88,12 @@ public static class RunUpload
         }
         else
             startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct,
+                chatTemplate: spec.Models.ChatTemplate,
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
                 datasetId: isM1 ? Ids.SftDataset(runId) : null);
         string? promptModel = spec.Models.PromptModel is { } pm
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
+                chatTemplate: spec.Models.ChatTemplate,
                 field: "spec.models.prompt_model")
             : null;
 
@@ -101,7 +104,7 @@ public static class RunUpload
 
         var stored = spec with
         {
-            Models = spec.Models with { Base = isM1 ? null : startRef, M1 = isM1 ? startRef : null, Init = null, Tokenizer = null, PromptModel = promptModel },
+            Models = spec.Models with { Base = isM1 ? null : startRef, M1 = isM1 ? startRef : null, Init = null, Tokenizer = null, PromptModel = promptModel, ChatTemplate = null },
             SeedData = new SeedDataSpec { Ift = ift, Eft = eft },
             Prompts = spec.Prompts with { PoolFile = pool },
             Judge = spec.Judge with { Template = template, TemplateFile = null },
@@ -118,28 +121,50 @@ public static class RunUpload
 
     private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
         string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null,
-        string field = "spec.models")
+        string field = "spec.models", string? chatTemplate = null)
     {
-        if (SpecRefs.IsCheckpoint(path)) return path;
+        if (SpecRefs.IsCheckpoint(path))
+        {
+            if (chatTemplate is not null) throw new UsageException("spec.models.chat_template: cannot be applied to a checkpoint already in the store; give a folder");
+            return path;
+        }
         var dir = resolve(path);
         if (!Directory.Exists(dir)) throw new UsageException($"{field}: checkpoint folder not found: {dir}");
         if (!File.Exists(Path.Combine(dir, "config.json"))) throw new UsageException($"{field}: {dir} has no config.json (expected a Hugging Face-style checkpoint folder)");
         string source = dir;
         string? temp = null;
-        if (tokenizer is not null)
+        string? templateText = null;
+        if (chatTemplate is not null)
         {
-            // A separate tokenizer is merged into the uploaded folder, so the stored checkpoint is complete.
-            var tok = resolve(tokenizer);
+            var file = resolve(chatTemplate);
+            if (!File.Exists(file)) throw new UsageException($"spec.models.chat_template: file not found: {file}");
+            templateText = File.ReadAllText(file);
+            try { ChatTemplate.Parse(templateText, file); }
+            catch (ChatTemplateException e) { throw new UsageException($"spec.models.chat_template: {e.Message}"); }
+        }
+        if (tokenizer is not null || templateText is not null)
+        {
             temp = Path.Combine(Path.GetTempPath(), $"srlm-upload-{Guid.NewGuid():N}");
             Directory.CreateDirectory(temp);
             foreach (var f in Directory.GetFiles(dir)) File.Copy(f, Path.Combine(temp, Path.GetFileName(f)));
-            if (File.Exists(tok)) File.Copy(tok, Path.Combine(temp, Path.GetFileName(tok)), overwrite: true);
-            else if (Directory.Exists(tok)) foreach (var f in Directory.GetFiles(tok)) File.Copy(f, Path.Combine(temp, Path.GetFileName(f)), overwrite: true);
-            else throw new UsageException($"spec.models.tokenizer: not found: {tok}");
             source = temp;
         }
         try
         {
+        if (tokenizer is not null)
+        {
+            // A separate tokenizer is merged into the uploaded folder, so the stored checkpoint is complete.
+            var tok = resolve(tokenizer);
+            if (File.Exists(tok)) File.Copy(tok, Path.Combine(temp!, Path.GetFileName(tok)), overwrite: true);
+            else if (Directory.Exists(tok)) foreach (var f in Directory.GetFiles(tok)) File.Copy(f, Path.Combine(temp!, Path.GetFileName(f)), overwrite: true);
+            else throw new UsageException($"spec.models.tokenizer: not found: {tok}");
+        }
+        // The spec's template replaces the folder's: written as chat_template.jinja, which is read first.
+        if (templateText is not null) File.WriteAllText(Path.Combine(temp!, ChatFormat.TemplateFile), templateText);
+            // A template the interpreter cannot render exactly is refused now, not when a worker loads the model.
+            try { ChatFormat.Load(source); }
+            catch (ChatTemplateException e) { throw new UsageException($"{field}: {e.Message}"); }
+
             var put = await checkpoints.PutAsync(id, source, ct);
             if (register)
                 await store.PutAsync(new CheckpointRecord

@@ -72,6 +72,11 @@ public sealed record ModelsSpec
 
     /// <summary>A fixed model that writes the new prompts (the paper used a separate model); null = M_t.</summary>
     public string? PromptModel { get; init; }
+
+    /// <summary>A Jinja chat template file that replaces the checkpoint folder's own (chat_template.jinja or
+    /// tokenizer_config.json's chat_template). `srlm start` writes it into the uploaded starting checkpoint (and
+    /// the prompt model) as chat_template.jinja, so every later checkpoint of the run carries it.</summary>
+    public string? ChatTemplate { get; init; }
 }
 
 /// <summary>A small Llama-family model made at submission: a tokenizer built from the run's seed text
