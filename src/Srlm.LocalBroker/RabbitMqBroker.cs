@@ -74,7 +74,7 @@ public sealed class PrivateRabbitMqNode : RabbitMqBroker
 {
     public const string ServerPath = "/usr/lib/rabbitmq/bin/rabbitmq-server";
     public const string CtlPath = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(300); // 120 s was not enough at a load average of 70
 
     private readonly string _dir;
     private readonly Dictionary<string, string> _env;
