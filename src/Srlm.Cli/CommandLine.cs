@@ -47,7 +47,12 @@ public static class CommandLine
         }
         // Checked here with libtorch's own reading of it: libtorch reads it later on a model thread, where a bad value
         // would end the process with a stack trace.
-        try { Srlm.Model.TorchRuntime.Threads(Environment.GetEnvironmentVariable("SRLM_THREADS")); }
+        // SRLM_DEVICE likewise, with libtorch's answer whether it sees the GPU named: the first model load would fail later.
+        try
+        {
+            Srlm.Model.TorchRuntime.Threads(Environment.GetEnvironmentVariable("SRLM_THREADS"));
+            if (Environment.GetEnvironmentVariable(Srlm.Model.TorchRuntime.DeviceVariable) is { Length: > 0 } device) Srlm.Model.TorchRuntime.ResolveDevice(device);
+        }
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"srlm {command.Name}: {e.Message}");

@@ -26,7 +26,9 @@ public static class Checkpoint
     /// <summary>Loads the weights of the checkpoint in <paramref name="dir"/> into a new model. Every safetensors
     /// header is validated before any tensor is read; a missing, unexpected or misshapen tensor is an error.</summary>
     /// <param name="configure">adjusts the config before the model is built (e.g. training dropout); architecture fields must not change.</param>
-    public static LlamaForCausalLM LoadModel(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null)
+    /// <param name="device">where the model is built and stays; null: the process's device (<see cref="TorchRuntime.Device"/>,
+    /// SRLM_DEVICE), so every service and CLI verb that loads a checkpoint honours it.</param>
+    public static LlamaForCausalLM LoadModel(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null, Device? device = null)
     {
         if (!Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, ConfigFile));
@@ -36,7 +38,7 @@ public static class Checkpoint
         foreach (var h in headers)
             foreach (var name in h.Entries.Keys) where[name] = h;
 
-        var model = new LlamaForCausalLM(config);
+        var model = new LlamaForCausalLM(config, device ?? TorchRuntime.Device);
         try
         {
             // The model takes its compute dtype before any weight is read (to() replaces the parameter tensors), and
@@ -73,8 +75,8 @@ public static class Checkpoint
             foreach (var group in parameters.GroupBy(p => where[sources[p.name]]))
                 foreach (var (name, p) in group)
                 {
-                    using var loaded = group.Key.Read(sources[name]);
-                    p.copy_(loaded);
+                    using var loaded = group.Key.Read(sources[name]); // host memory
+                    p.copy_(loaded);                                  // to the model's device and dtype
                 }
             model.eval();
             return model;

@@ -342,7 +342,7 @@ internal static unsafe class DecodeStep
         var u = new float[rows * I];
         var scores = new float[total];
         var kbuf = new float[D];
-        var logits = empty([rows, 1, V], ScalarType.Float32);
+        var logits = empty([rows, 1, V], ScalarType.Float32, device: CPU); // the kernel runs only where the weights are on the CPU (Applies)
         float eps = (float)c.RmsNormEps;
 
         fixed (float* px = x, pxn = xn, pq = q, pk = k, pv = v, patt = att, pg = g, pu = u, pscores = scores, pkbuf = kbuf)

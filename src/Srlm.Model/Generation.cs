@@ -143,13 +143,14 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         KvCache cache;
         Tensor? fullMask = null; // (rows, L + max new) int64, ones after the prompt; null when nothing is padded
         Tensor nextPos;      // (rows, 1) int64 position of the next token
+        var device = model.Device; // every tensor of the generation lives beside the weights
         using (var scope = NewDisposeScope())
         {
-            var idsT = tensor(ids, [b0, promptLen]);
-            var maskT = tensor(mask, [b0, promptLen]);
-            var prefillCache = new KvCache(config, b0, capacity, DtypeOf(model));
+            var idsT = tensor(ids, [b0, promptLen], device: device);
+            var maskT = tensor(mask, [b0, promptLen], device: device);
+            var prefillCache = new KvCache(config, b0, capacity, DtypeOf(model), device);
             var last = model.Forward(idsT, padded ? maskT : null, cache: prefillCache, lastOnly: true).squeeze(1); // (B0, V)
-            var rowIndex = tensor(rowRequest.Select(x => (long)x).ToArray());
+            var rowIndex = tensor(rowRequest.Select(x => (long)x).ToArray(), device: device);
             bool expand = rows != b0;
             if (expand)
             {
@@ -158,11 +159,11 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
             }
             else cache = prefillCache;
             logits = (expand ? last.index_select(0, rowIndex) : last).to(ScalarType.Float32).MoveToOuterDisposeScope();
-            var lengths = tensor(requests.Select(r => (long)r.PromptIds.Count).ToArray()).index_select(0, rowIndex);
+            var lengths = tensor(requests.Select(r => (long)r.PromptIds.Count).ToArray(), device: device).index_select(0, rowIndex);
             nextPos = lengths.unsqueeze(1).MoveToOuterDisposeScope();
             if (padded)
             {
-                var m = ones([rows, capacity], ScalarType.Int64);
+                var m = ones([rows, capacity], ScalarType.Int64, device: device);
                 m.narrow(1, 0, promptLen).copy_(maskT.index_select(0, rowIndex));
                 fullMask = m.MoveToOuterDisposeScope();
             }
@@ -174,8 +175,8 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
             {
                 cancel.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                var next = Sample(logits, options, random, finished); // (rows) int64
-                var host = next.data<long>().ToArray();
+                var next = Sample(logits, options, random, finished); // (rows) int64 on the model's device
+                var host = HostLongs(next);                           // the tokens leave the engine here
                 for (int i = 0; i < rows; i++)
                 {
                     if (finished[i] is not null) continue;
@@ -221,6 +222,13 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
 
     private static ScalarType DtypeOf(LlamaForCausalLM m) => m.parameters().First().dtype;
 
+    private static long[] HostLongs(Tensor t)
+    {
+        if (t.device_type == DeviceType.CPU) return t.data<long>().ToArray();
+        using var host = t.cpu();
+        return host.data<long>().ToArray();
+    }
+
     private static int FirstStop(string text, IReadOnlyList<string> stops)
     {
         int best = -1;
@@ -260,7 +268,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
             double u = random[i].NextDouble();
             next[i] = Nucleus.Draw(row, o.TopK, o.TopP, u, scratch);
         }
-        return tensor(next).MoveToOuterDisposeScope();
+        return tensor(next, device: logits.device).MoveToOuterDisposeScope();
     }
 }
 

@@ -17,7 +17,8 @@ public sealed class KvCache : IDisposable
     public long BatchSize { get; }
     public int Layers => _keys.Length;
 
-    public KvCache(LlamaConfig config, long batchSize, long capacity, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    /// <param name="device">the model's device (<see cref="LlamaForCausalLM.Device"/>): the cache lives beside the weights.</param>
+    public KvCache(LlamaConfig config, long batchSize, long capacity, ScalarType dtype, Device device)
     {
         Capacity = capacity;
         BatchSize = batchSize;
@@ -25,8 +26,8 @@ public sealed class KvCache : IDisposable
         _values = new Tensor[config.NumHiddenLayers];
         for (int i = 0; i < _keys.Length; i++)
         {
-            _keys[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device).DetachFromDisposeScope();
-            _values[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device).DetachFromDisposeScope();
+            _keys[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device: device).DetachFromDisposeScope();
+            _values[i] = zeros([batchSize, config.NumKeyValueHeads, capacity, config.HeadDimension], dtype, device: device).DetachFromDisposeScope();
         }
     }
 
@@ -56,7 +57,7 @@ public sealed class KvCache : IDisposable
     /// <summary>A new cache where each sequence is repeated n times in a row (n samples share one prefill).</summary>
     public KvCache RepeatInterleave(long n, long? capacity = null)
     {
-        using var index = arange(BatchSize, dtype: ScalarType.Int64).repeat_interleave(n);
+        using var index = arange(BatchSize, dtype: ScalarType.Int64, device: _keys[0].device).repeat_interleave(n);
         return Select(index, capacity);
     }
 
@@ -78,7 +79,7 @@ public sealed class KvCache : IDisposable
     private Tensor Gather(Tensor src, Tensor rows, long cap)
     {
         var shape = src.shape;
-        var dst = zeros([rows.shape[0], shape[1], cap, shape[3]], src.dtype, src.device).DetachFromDisposeScope();
+        var dst = zeros([rows.shape[0], shape[1], cap, shape[3]], src.dtype, device: src.device).DetachFromDisposeScope();
         using var scope = NewDisposeScope();
         var picked = src.narrow(2, 0, Length).index_select(0, rows);
         dst.narrow(2, 0, Length).copy_(picked);

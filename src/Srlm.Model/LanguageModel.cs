@@ -20,7 +20,8 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
 
     /// <summary>Loads a checkpoint folder; fails fast with a one-line CheckpointException on any bad file.</summary>
     /// <param name="configure">adjusts the config before the model is built (e.g. training dropout).</param>
-    public static LanguageModel Load(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null)
+    /// <param name="device">null: the process's device (SRLM_DEVICE, see <see cref="TorchRuntime.Device"/>).</param>
+    public static LanguageModel Load(string dir, ScalarType dtype = ScalarType.Float32, Func<LlamaConfig, LlamaConfig>? configure = null, Device? device = null)
     {
         if (!System.IO.Directory.Exists(dir)) throw new CheckpointException(dir, "checkpoint directory is missing");
         var config = LlamaConfig.Load(Path.Combine(dir, Checkpoint.ConfigFile));
@@ -30,7 +31,7 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
         var template = ChatTemplates.ChatFormat.Load(dir) is { } chat ? PromptTemplate.FromChat(chat)
             : PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
         var generation = Checkpoint.LoadGenerationSettings(dir);
-        var model = Checkpoint.LoadModel(dir, dtype, configure);
+        var model = Checkpoint.LoadModel(dir, dtype, configure, device);
         return new LanguageModel(model, tokenizer, template, generation, dir);
     }
 

@@ -15,9 +15,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight; // (C)
     private readonly Scalar _eps;      // held for the module's life: an implicit Scalar can be finalized mid-call
 
-    public LlamaRMSNorm(long size, double eps) : base(nameof(LlamaRMSNorm))
+    public LlamaRMSNorm(long size, double eps, Device device) : base(nameof(LlamaRMSNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = new Parameter(ones(size, device: device));
         _eps = eps.ToScalar();
         Eps = eps;
         RegisterComponents();
@@ -56,11 +56,11 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     private readonly Linear up_proj;   // (I, C)
     private readonly Linear down_proj; // (C, I)
 
-    public LlamaMLP(LlamaConfig c) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig c, Device device) : base(nameof(LlamaMLP))
     {
-        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false);
-        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
+        gate_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false, device: device);
+        up_proj = nn.Linear(c.HiddenSize, c.IntermediateSize, hasBias: false, device: device);
+        down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -93,14 +93,14 @@ public sealed class LlamaAttention : nn.Module
     private readonly int _heads, _kvHeads, _headDim, _layer;
     private readonly double _dropout;
 
-    public LlamaAttention(LlamaConfig c, int layer) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig c, int layer, Device device) : base(nameof(LlamaAttention))
     {
         _heads = c.NumAttentionHeads; _kvHeads = c.NumKeyValueHeads; _headDim = c.HeadDimension; _layer = layer;
         _dropout = c.AttentionDropout;
-        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.AttentionBias);
-        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
-        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias);
-        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: false);
+        q_proj = nn.Linear(c.HiddenSize, _heads * _headDim, hasBias: c.AttentionBias, device: device);
+        k_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias, device: device);
+        v_proj = nn.Linear(c.HiddenSize, _kvHeads * _headDim, hasBias: c.AttentionBias, device: device);
+        o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: false, device: device);
         RegisterComponents();
     }
 
@@ -140,12 +140,12 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaRMSNorm post_attention_layernorm;
     private readonly double _residualDropout;
 
-    public LlamaDecoderLayer(LlamaConfig c, int layer) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig c, int layer, Device device) : base(nameof(LlamaDecoderLayer))
     {
-        self_attn = new LlamaAttention(c, layer);
-        mlp = new LlamaMLP(c);
-        input_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
-        post_attention_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
+        self_attn = new LlamaAttention(c, layer, device);
+        mlp = new LlamaMLP(c, device);
+        input_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device);
+        post_attention_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device);
         _residualDropout = c.ResidualDropout;
         RegisterComponents();
     }
@@ -174,11 +174,11 @@ public sealed class LlamaModel : nn.Module
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly LlamaRMSNorm norm;
 
-    public LlamaModel(LlamaConfig c) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig c, Device device) : base(nameof(LlamaModel))
     {
-        embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize);
-        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new LlamaDecoderLayer(c, i)).ToArray());
-        norm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps);
+        embed_tokens = nn.Embedding(c.VocabSize, c.HiddenSize, device: device);
+        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, c.NumHiddenLayers).Select(i => new LlamaDecoderLayer(c, i, device)).ToArray());
+        norm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device);
         RegisterComponents();
     }
 
@@ -216,19 +216,26 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     // or buffer (HF stores none).
     private Tensor? _ropeTable;
 
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    /// <param name="device">where every parameter is created and stays (the CPU when null); see <see cref="Device"/>.</param>
+    public LlamaForCausalLM(LlamaConfig config, Device? device = null) : base(nameof(LlamaForCausalLM))
     {
         Config = config.Validate();
-        model = new LlamaModel(config);
-        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        device ??= CPU;
+        model = new LlamaModel(config, device);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device);
         RegisterComponents();
     }
 
+    /// <summary>The device the weights live on. Every tensor the model code creates for a forward (positions, masks,
+    /// the RoPE table, KV caches, sampling inputs, log-prob batches) is created there.</summary>
+    public Device Device => HeadWeight.device;
+
     /// <summary>Builds a model with Hugging Face's initialisation (normal(0, 0.02) weights, zero biases, unit norms),
-    /// drawn from a generator seeded with <paramref name="seed"/>, so the same seed gives the same weights.</summary>
-    public static LlamaForCausalLM Create(LlamaConfig config, long seed, double initStd = 0.02)
+    /// drawn from a generator seeded with <paramref name="seed"/>, so the same seed gives the same weights.
+    /// The draws come from a CPU generator and are copied to <paramref name="device"/>, so the weights do not depend on it.</summary>
+    public static LlamaForCausalLM Create(LlamaConfig config, long seed, double initStd = 0.02, Device? device = null)
     {
-        var m = new LlamaForCausalLM(config);
+        var m = new LlamaForCausalLM(config, device);
         using var g = new Generator((ulong)seed);
         using var _ = no_grad();
         foreach (var (name, p) in m.named_parameters())
@@ -237,7 +244,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) p.zero_();
             else
             {
-                using var r = randn(p.shape, ScalarType.Float32, generator: g);
+                using var r = randn(p.shape, ScalarType.Float32, device: CPU, generator: g);
                 r.mul_(initStd);
                 p.copy_(r);
             }
@@ -328,7 +335,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     /// built on first use and grown on demand; not for "dynamic" scaling, whose frequencies depend on the length.</summary>
     internal Tensor RopeTable(long total, Device device)
     {
-        if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != device.type)
+        if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != device.type || _ropeTable.device_index != device.index)
         {
             long size = Math.Max(Math.Max(total, Config.MaxPositionEmbeddings), (_ropeTable?.shape[0] ?? 0) * 2);
             using var scope = NewDisposeScope();

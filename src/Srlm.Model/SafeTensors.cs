@@ -127,7 +127,7 @@ public sealed class SafeTensorsHeader
     private Tensor Read(FileStream fs, SafeTensorEntry e, ScalarType? dtype)
     {
         var stored = Dtypes[e.Dtype].Type;
-        var t = empty(e.Shape, stored);
+        var t = empty(e.Shape, stored, device: CPU); // read from the file into host memory; the model copies it to its device
         try
         {
             fs.Seek(DataStart + e.Begin, SeekOrigin.Begin);

@@ -30,10 +30,16 @@ public static class DpoLoss
 {
     /// <summary>
     /// Per-pair DPO losses (B) for summed log-probs of the chosen and rejected completions under the
-    /// policy (with gradient) and the reference (constants). The caller reduces (sum / effective batch).
+    /// policy (with gradient) and the reference (constants), and the batch's statistics read back. The caller
+    /// reduces the losses (sum / effective batch).
     /// </summary>
     public static (Tensor Losses, DpoBatchStats Stats) Compute(
-        Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected, double beta)
+        Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected, double beta) =>
+        (Losses(policyChosen, policyRejected, referenceChosen, referenceRejected, beta),
+         Stats(policyChosen, policyRejected, referenceChosen, referenceRejected, beta));
+
+    /// <summary>Per-pair DPO losses (B) on the inputs' device; nothing is read back.</summary>
+    public static Tensor Losses(Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected, double beta)
     {
         if (beta <= 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "DPO beta must be > 0");
         using var scope = NewDisposeScope();
@@ -43,14 +49,20 @@ public static class DpoLoss
         // Rafailov et al. 2023, eq. 7: L = -log sigma(beta * [(log pi(yw|x) - log ref(yw|x)) - (log pi(yl|x) - log ref(yl|x))])
         var logits = (policyChosen - refChosen) - (policyRejected - refRejected);
         var losses = -nn.functional.logsigmoid(logits * beta);
+        return losses.MoveToOuterDisposeScope();
+    }
 
-        Tensor rewardsChosen, rewardsRejected;
-        using (no_grad())
-        {
-            rewardsChosen = (policyChosen.detach() - refChosen) * beta;
-            rewardsRejected = (policyRejected.detach() - refRejected) * beta;
-        }
-        var stats = new DpoBatchStats(
+    /// <summary>The batch's rewards and log-prob means (trl's names), read back to the host.</summary>
+    public static DpoBatchStats Stats(Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected, double beta)
+    {
+        if (beta <= 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "DPO beta must be > 0");
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var refChosen = referenceChosen.detach();
+        var refRejected = referenceRejected.detach();
+        var rewardsChosen = (policyChosen.detach() - refChosen) * beta;
+        var rewardsRejected = (policyRejected.detach() - refRejected) * beta;
+        return new DpoBatchStats(
             RewardsChosen: rewardsChosen.mean().ToDouble(),
             RewardsRejected: rewardsRejected.mean().ToDouble(),
             RewardsAccuracies: (rewardsChosen > rewardsRejected).to_type(ScalarType.Float64).mean().ToDouble(),
@@ -58,6 +70,5 @@ public static class DpoLoss
             LogpsChosen: policyChosen.detach().mean().ToDouble(),
             LogpsRejected: policyRejected.detach().mean().ToDouble(),
             Pairs: (int)policyChosen.shape[0]);
-        return (losses.MoveToOuterDisposeScope(), stats);
     }
 }

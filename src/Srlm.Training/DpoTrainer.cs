@@ -39,7 +39,8 @@ public static partial class DpoTrainer
             {
                 cancel.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                var logps = PolicyLogps(model, micro.Select(i => pairs[i]).ToList()).data<float>().ToArray();
+                using var both = PolicyLogps(model, micro.Select(i => pairs[i]).ToList()).cpu(); // the numbers leave the engine here
+                var logps = both.data<float>().ToArray();
                 for (int k = 0; k < micro.Length; k++)
                 {
                     chosen[micro[k]] = logps[k];
@@ -55,10 +56,45 @@ public static partial class DpoTrainer
     internal static Tensor PolicyLogps(LlamaForCausalLM model, IReadOnlyList<TokenizedPair> micro)
     {
         using var scope = NewDisposeScope();
-        var seqs = micro.Select(p => p.ChosenSequence).Concat(micro.Select(p => p.RejectedSequence)).ToList();
-        var (ids, labels, mask) = TokenLogProbs.Collate(seqs);
-        var logits = model.Forward(ids);                                // (2m, T, V)
-        return TokenLogProbs.Summed(logits, labels, mask).MoveToOuterDisposeScope(); // (2m)
+        var seqs = micro.Select(p => p.ChosenSequence).Concat(micro.Select(p => p.RejectedSequence));
+        using var batch = TokenLogProbs.Collate(seqs, model.Device);
+        return LogProbs.Compute(model, batch).Sum.MoveToOuterDisposeScope(); // (2m) on the model's device
+    }
+
+    /// <summary>The stored reference log-probs of the pairs <paramref name="micro"/> as (m) tensors on the policy's device.</summary>
+    public static (Tensor Chosen, Tensor Rejected) StoredReferenceLogps(float[] chosen, float[] rejected, int[] micro, Device device) =>
+        (tensor(micro.Select(i => chosen[i]).ToArray(), device: device), tensor(micro.Select(i => rejected[i]).ToArray(), device: device));
+
+    /// <summary>
+    /// The loss of one micro-batch, divided by <paramref name="normalizer"/>, as a scalar tensor on the policy's device,
+    /// and the policy's summed log-probs (2m, chosen first). Nothing is read back to the host, so it runs on any device
+    /// (tests run it on libtorch's meta device): DPO (eq. 7), plus <see cref="DpoOptions.NllWeight"/> times the chosen
+    /// answer's NLL per token, plus <see cref="DpoOptions.ReplayWeight"/> times each replayed example's NLL per token.
+    /// </summary>
+    public static (Tensor Loss, Tensor PolicyLogps) MicroLoss(LlamaForCausalLM policy, IReadOnlyList<TokenizedPair> microPairs,
+        Tensor referenceChosen, Tensor referenceRejected, DpoOptions options, double normalizer, IReadOnlyList<TokenizedSequence> replayed)
+    {
+        using var scope = NewDisposeScope();
+        int m = microPairs.Count;
+        var both = PolicyLogps(policy, microPairs); // (2m)
+        var losses = DpoLoss.Losses(both.narrow(0, 0, m), both.narrow(0, m, m), referenceChosen, referenceRejected, options.Beta);
+        if (options.NllWeight > 0)
+        {
+            // + alpha * NLL of the chosen answer per token (its summed log-prob over its length).
+            var lengths = tensor(microPairs.Select(p => (float)p.Chosen.Length).ToArray(), device: both.device);
+            using var alpha = options.NllWeight.ToScalar();
+            losses = losses + (-both.narrow(0, 0, m) / lengths) * alpha;
+        }
+        var loss = losses.sum() / normalizer;
+        if (replayed.Count > 0)
+        {
+            using var batch = TokenLogProbs.Collate(replayed, policy.Device);
+            var summed = LogProbs.Compute(policy, batch).Sum;
+            var lengths = tensor(replayed.Select(q => (float)q.Completion.Length).ToArray(), device: summed.device);
+            using var weight = (options.ReplayWeight / normalizer).ToScalar();
+            loss = loss + (-(summed / lengths)).sum() * weight;
+        }
+        return (loss.MoveToOuterDisposeScope(), both.MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -109,8 +145,7 @@ public static partial class DpoTrainer
 
         (Tensor Chosen, Tensor Rejected) Reference(int[] micro, IReadOnlyList<TokenizedPair> microPairs)
         {
-            if (liveReference is null)
-                return (tensor(micro.Select(i => refChosen![i]).ToArray()), tensor(micro.Select(i => refRejected![i]).ToArray()));
+            if (liveReference is null) return StoredReferenceLogps(refChosen!, refRejected!, micro, policy.Device);
             using var _ = no_grad();
             var both = PolicyLogps(liveReference, microPairs);
             int m = micro.Length;
@@ -123,29 +158,15 @@ public static partial class DpoTrainer
             var microPairs = micro.Select(i => pairs[i]).ToList();
             int m = micro.Length;
             var (rc, rr) = Reference(micro, microPairs);
-            var both = PolicyLogps(policy, microPairs); // (2m)
-            var (losses, stats) = DpoLoss.Compute(both.narrow(0, 0, m), both.narrow(0, m, m), rc, rr, options.Beta);
-            if (options.NllWeight > 0)
-            {
-                // + alpha * NLL of the chosen answer per token (its summed log-prob over its length).
-                var lengths = tensor(microPairs.Select(p => (float)p.Chosen.Length).ToArray()).to(both.device);
-                using var alpha = options.NllWeight.ToScalar();
-                losses = losses + (-both.narrow(0, 0, m) / lengths) * alpha;
-            }
-            var loss = losses.sum() / normalizer;
-            long tokens = microPairs.Sum(p => (long)p.Prompt.Length * 2 + p.Chosen.Length + p.Rejected.Length);
-            if (backward && options.ReplayPerPair > 0 && options.ReplayWeight > 0)
-            {
-                // Training only: validation compares DPO losses, with or without replay.
-                var seqs = micro.SelectMany(i => Enumerable.Range(0, options.ReplayPerPair)
-                    .Select(r => replay[replayOrder[(int)(((long)i * options.ReplayPerPair + r) % replay.Count)]])).ToList();
-                var (ids, labels, mask) = TokenLogProbs.Collate(seqs);
-                var summed = TokenLogProbs.Summed(policy.Forward(ids), labels, mask);
-                var lengths = tensor(seqs.Select(q => (float)q.Completion.Length).ToArray()).to(summed.device);
-                using var weight = (options.ReplayWeight / normalizer).ToScalar();
-                loss = loss + (-(summed / lengths)).sum() * weight;
-                tokens += seqs.Sum(q => (long)q.Prompt.Length + q.Completion.Length);
-            }
+            // Training only: validation compares DPO losses, with or without replay.
+            var replayed = backward && options.ReplayPerPair > 0 && options.ReplayWeight > 0
+                ? micro.SelectMany(i => Enumerable.Range(0, options.ReplayPerPair)
+                    .Select(r => replay[replayOrder[(int)(((long)i * options.ReplayPerPair + r) % replay.Count)]])).ToList()
+                : [];
+            var (loss, both) = MicroLoss(policy, microPairs, rc, rr, options, normalizer, replayed);
+            var stats = DpoLoss.Stats(both.narrow(0, 0, m), both.narrow(0, m, m), rc, rr, options.Beta);
+            long tokens = microPairs.Sum(p => (long)p.Prompt.Length * 2 + p.Chosen.Length + p.Rejected.Length)
+                + replayed.Sum(q => (long)q.Prompt.Length + q.Completion.Length);
             if (backward) loss.backward();
             return new MicroResult(loss.ToDouble(), tokens, stats);
         }

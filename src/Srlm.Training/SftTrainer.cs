@@ -22,9 +22,8 @@ public static partial class SftTrainer
         (Tensor Nll, long Tokens) Nll(int[] micro)
         {
             var seqs = micro.Select(i => examples[i]).ToList();
-            var (ids, labels, mask) = TokenLogProbs.Collate(seqs);
-            var logits = model.Forward(ids);                              // (m, T, V)
-            var nll = -(TokenLogProbs.TokenLogps(logits, labels) * mask).sum();
+            using var batch = TokenLogProbs.Collate(seqs, model.Device);
+            var nll = -LogProbs.Compute(model, batch).PerToken.sum();    // PerToken (m, T-1) is zero outside the completions
             return (nll, seqs.Sum(s => (long)s.Length));
         }
 
@@ -70,9 +69,8 @@ public static partial class SftTrainer
             foreach (var micro in examples.Chunk(microBatchSize))
             {
                 using var scope = NewDisposeScope();
-                var (ids, labels, mask) = TokenLogProbs.Collate(micro);
-                var logits = model.Forward(ids);
-                nll += (-(TokenLogProbs.TokenLogps(logits, labels) * mask).sum()).ToDouble();
+                using var batch = TokenLogProbs.Collate(micro, model.Device);
+                nll += (-LogProbs.Compute(model, batch).PerToken.sum()).ToDouble();
                 n += micro.Sum(s => s.Completion.Length);
             }
             return nll / n;

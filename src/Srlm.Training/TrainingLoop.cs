@@ -83,7 +83,9 @@ internal sealed class TrainingLoop
             double lr = schedule.At(step);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             // The RNG state of a step is a function of (seed, step): a resumed job draws the same dropout masks.
-            torch.random.manual_seed(DeterministicRandom.Derive(o.Seed, step, salt: 0xD0));
+            var stepSeed = DeterministicRandom.Derive(o.Seed, step, salt: 0xD0);
+            torch.random.manual_seed(stepSeed); // libtorch's CPU generator only
+            if (Model.Device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(stepSeed); // dropout on a GPU draws from its own generator
             Model.train();
             optimizer.zero_grad();
 

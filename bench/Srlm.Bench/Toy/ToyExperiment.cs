@@ -169,7 +169,7 @@ public static partial class ToyExperiment
                 var rngs = chunk.Select(i => TaskRng.Derive(seed, i)).ToArray();
                 var outs = chunk.Select(_ => new List<int>()).ToArray();
                 var done = new bool[b];
-                using var cache = new KvCache(model.Config, b, len + maxNew + 1);
+                using var cache = new KvCache(model.Config, b, len + maxNew + 1, ScalarType.Float32, model.Device);
                 var ids = tensor(chunk.SelectMany(i => prompts[i].Select(x => (long)x)).ToArray(), [b, len]);
                 var logits = model.Forward(ids, cache: cache, lastOnly: true);
                 for (int step = 0; step < maxNew; step++)

@@ -64,7 +64,7 @@ public sealed record HealthOptions
 }
 
 /// <summary>Infrastructure of one process, all from the environment (the same for every process, container or
-/// not): SRLM_BUS, SRLM_STORE, SRLM_CHECKPOINTS, SRLM_THREADS, plus health and telemetry settings.
+/// not): SRLM_BUS, SRLM_STORE, SRLM_CHECKPOINTS, SRLM_THREADS, SRLM_DEVICE, plus health and telemetry settings.
 /// Behaviour is not here: it comes from the run spec stored with the run.</summary>
 public sealed record SrlmOptions
 {
@@ -81,6 +81,10 @@ public sealed record SrlmOptions
 
     /// <summary>SRLM_THREADS: libtorch intra-op threads (null: libtorch's default).</summary>
     public int? Threads { get; init; }
+
+    /// <summary>SRLM_DEVICE as given (null: cuda when libtorch sees a GPU, else cpu); its syntax is checked here, whether
+    /// libtorch sees that GPU when the host starts (<see cref="Srlm.Model.TorchRuntime.UseDevice"/>).</summary>
+    public string? Device { get; init; }
 
     /// <summary>OTEL_EXPORTER_OTLP_ENDPOINT: when set, traces and metrics are exported over OTLP.</summary>
     public Uri? OtlpEndpoint { get; init; }
@@ -106,6 +110,10 @@ public sealed record SrlmOptions
             threads = n;
         }
 
+        var device = Get(Srlm.Model.TorchRuntime.DeviceVariable);
+        try { Srlm.Model.TorchRuntime.ParseDevice(device); }
+        catch (ArgumentException e) { throw new SrlmConfigurationException(e.Message); }
+
         Uri? otlp = null;
         if (Get("OTEL_EXPORTER_OTLP_ENDPOINT") is { } o)
         {
@@ -122,7 +130,7 @@ public sealed record SrlmOptions
         return new SrlmOptions
         {
             Bus = bus, BusConfigured = busRaw is not null, Store = Get("SRLM_STORE"), Checkpoints = Get("SRLM_CHECKPOINTS"),
-            Threads = threads, OtlpEndpoint = otlp, ServiceName = serviceName,
+            Threads = threads, Device = device, OtlpEndpoint = otlp, ServiceName = serviceName,
             Health = new HealthOptions { File = file, Interval = interval, MaxAge = maxAge },
         };
     }

@@ -17,6 +17,8 @@ public sealed record HeartbeatRecord
 
     /// <summary>Each health check's status and description (broker: "masstransit-bus", store: "store").</summary>
     public required Dictionary<string, string> Checks { get; init; }
+    /// <summary>The device the service's models run on ("cpu", "cuda:0"); absent in files written before it was recorded.</summary>
+    public string? Device { get; init; }
 
     internal static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
 }
@@ -52,6 +54,7 @@ public sealed partial class HeartbeatService(HealthCheckService checks, SrlmOpti
             {
                 Service = options.ServiceName, Pid = Environment.ProcessId, Time = DateTimeOffset.UtcNow, Status = report.Status.ToString(),
                 Checks = report.Entries.ToDictionary(e => e.Key, e => $"{e.Value.Status}: {e.Value.Description ?? e.Value.Exception?.Message ?? ""}".TrimEnd(' ', ':')),
+                Device = Srlm.Model.TorchRuntime.Describe(Srlm.Model.TorchRuntime.Device),
             };
             Write(file, record);
             if (record.Status != lastStatus)
@@ -99,6 +102,7 @@ public static class HealthProbe
         if (record is null) return (false, $"empty heartbeat file {file}");
         var age = (now ?? DateTimeOffset.UtcNow) - record.Time;
         var checks = string.Join("; ", record.Checks.Select(c => $"{c.Key}={c.Value}"));
+        if (record.Device is { } device) checks = checks.Length == 0 ? $"device={device}" : $"{checks}; device={device}";
         if (age > options.MaxAge) return (false, $"{record.Service} (pid {record.Pid}) heartbeat is {age.TotalSeconds:F0} s old (max {options.MaxAge.TotalSeconds:F0} s)");
         if (record.Status != nameof(HealthStatus.Healthy)) return (false, $"{record.Service} (pid {record.Pid}) is {record.Status}: {checks}");
         return (true, $"{record.Service} (pid {record.Pid}) is Healthy: {checks}");

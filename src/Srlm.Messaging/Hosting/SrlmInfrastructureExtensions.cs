@@ -19,7 +19,7 @@ public static class SrlmInfrastructureExtensions
     /// <summary>Everything a srlm process needs besides its bus and its own services, from the environment:
     /// <see cref="SrlmOptions"/> (validated: a mistake throws <see cref="SrlmConfigurationException"/>, one line),
     /// the artifact store and checkpoint store (SRLM_STORE, SRLM_CHECKPOINTS through Srlm.Storage's factory, opened
-    /// now so a bad value stops the start), libtorch threads (SRLM_THREADS), single-line UTC console logs (JSON when
+    /// now so a bad value stops the start), libtorch threads (SRLM_THREADS), the model device (SRLM_DEVICE, resolved now), single-line UTC console logs (JSON when
     /// SRLM_LOG_FORMAT=json) that never show credentials, the store and bus health checks with the heartbeat file
     /// that `--health` reads, and OpenTelemetry export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     /// A store already registered (a test, `srlm run`) is kept.</summary>
@@ -28,6 +28,10 @@ public static class SrlmInfrastructureExtensions
     {
         var options = services.FindSrlmOptions() ?? SrlmOptions.FromConfiguration(configuration);
         services.TryAddSingleton(options);
+
+        // The device every model of this process is loaded on: SRLM_DEVICE=cuda without a GPU libtorch sees stops the start.
+        try { Srlm.Model.TorchRuntime.UseDevice(options.Device); }
+        catch (ArgumentException e) { throw new SrlmConfigurationException(e.Message); }
 
         if (options.Threads is { } threads)
         {
@@ -125,7 +129,7 @@ internal sealed partial class StartupBanner(SrlmOptions options, ILogger<Startup
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        LogStarting(log, options.Describe());
+        LogStarting(log, $"{options.Describe()} device={Srlm.Model.TorchRuntime.Describe(Srlm.Model.TorchRuntime.Device)}");
         return Task.CompletedTask;
     }
 

@@ -175,9 +175,11 @@ public class ComposeFileTests
             Assert.Contains("gpu", ((YamlSequenceNode)Get(device, "capabilities")!).Children.Select(n => ((YamlScalarNode)n).Value));
             Assert.EndsWith("-cuda", Scalar(c.Service(s), "image"));
             Assert.Equal("service_healthy", Scalar(c.Service(s), "depends_on", "rabbitmq", "condition"));
-            Assert.Equal(SrlmVariables, c.Environment(s).Keys.Order(StringComparer.Ordinal));
+            Assert.Equal(SrlmVariables.Append("SRLM_DEVICE").Order(StringComparer.Ordinal), c.Environment(s).Keys.Order(StringComparer.Ordinal));
+            Assert.Equal("cuda", c.Environment(s)["SRLM_DEVICE"]);
         }
         Assert.Null(Get(c.Service("pairbuilder"), "deploy"));
+        Assert.False(c.Environment("pairbuilder").ContainsKey("SRLM_DEVICE"));
         Assert.Null(Scalar(c.Service("pairbuilder"), "build", "args", "SrlmCuda"));
     }
 

@@ -82,6 +82,27 @@ public sealed class CliMistakeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_bad_SRLM_DEVICE_is_one_line_at_start_never_the_cpu_instead()
+    {
+        // Resolve this process's own device first: other tests load models meanwhile, and must not read the bad value.
+        _ = global::Srlm.Model.TorchRuntime.Device;
+        var old = Environment.GetEnvironmentVariable("SRLM_DEVICE");
+        try
+        {
+            Environment.SetEnvironmentVariable("SRLM_DEVICE", "gpu");
+            var (code, err) = await Srlm("generate", "--model", _folder, "--prompt", "hi");
+            Assert.Equal((2, "srlm generate: SRLM_DEVICE must be cpu, cuda or cuda:N (N a GPU index), got 'gpu'"), (code, err));
+            if (!TorchSharp.torch.cuda.is_available())
+            {
+                Environment.SetEnvironmentVariable("SRLM_DEVICE", "cuda");
+                (code, err) = await Srlm("generate", "--model", _folder, "--prompt", "hi");
+                Assert.Equal((2, "srlm generate: SRLM_DEVICE=cuda but libtorch sees no CUDA GPU (a CPU build of srlm, no driver, or no GPU visible to this process); set SRLM_DEVICE=cpu or leave it unset"), (code, err));
+            }
+        }
+        finally { Environment.SetEnvironmentVariable("SRLM_DEVICE", old); }
+    }
+
+    [Fact]
     public async Task Files_in_the_way_and_bad_numbers_name_the_path_or_option()
     {
         var file = Path.Combine(_folder, "a-file.txt");

@@ -40,6 +40,8 @@ public sealed class ConfigurationTests
     [InlineData("SRLM_BUS", "rabbit", "SRLM_BUS must be")]
     [InlineData("SRLM_THREADS", "0", "SRLM_THREADS must be a positive integer")]
     [InlineData("SRLM_THREADS", "two", "SRLM_THREADS must be a positive integer")]
+    [InlineData("SRLM_DEVICE", "gpu", "SRLM_DEVICE must be cpu, cuda or cuda:N (N a GPU index), got 'gpu'")]
+    [InlineData("SRLM_DEVICE", "cuda:x", "SRLM_DEVICE must be cpu, cuda or cuda:N (N a GPU index), got 'cuda:x'")]
     [InlineData("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", "OTEL_EXPORTER_OTLP_ENDPOINT must be")]
     [InlineData("SRLM_HEALTH_INTERVAL_S", "-1", "SRLM_HEALTH_INTERVAL_S must be")]
     public void A_bad_variable_is_one_line_naming_it_without_secrets(string key, string value, string expected)

@@ -49,7 +49,7 @@ public class DecodeKernelTests(ITestOutputHelper output)
                 for (int j = 0; j < len; j++) { bool pad = j < r; ids[r * len + j] = pad ? 0 : 4 + (r * 7 + j * 13) % 300; mask[r * len + j] = pad ? 0 : 1; }
             using var idsT = tensor(ids, [rows, len]);
             using var maskT = tensor(mask, [rows, len]);
-            using var cacheA = new KvCache(m.Config, rows, len + steps);
+            using var cacheA = new KvCache(m.Config, rows, len + steps, ScalarType.Float32, m.Device);
             m.UseDecodeKernel = false;
             using (m.Forward(idsT, rows > 1 ? maskT : null, cache: cacheA, lastOnly: true)) { }
             using var all = tensor(Enumerable.Range(0, rows).Select(i => (long)i).ToArray());

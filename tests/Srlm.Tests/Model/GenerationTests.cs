@@ -276,7 +276,7 @@ public class GenerationTests(ITestOutputHelper output)
     {
         using var lm = TestModels.CharModel(seed: 8);
         lm.Model.train();
-        using var batch = LogProbBatch.Collate([(Ids(lm, "hi"), lm.Tokenizer.Encode("there"))], lm.Tokenizer.PadId);
+        using var batch = LogProbBatch.Collate([(Ids(lm, "hi"), lm.Tokenizer.Encode("there"))], lm.Model.Device, lm.Tokenizer.PadId);
         var (sum, perToken) = LogProbs.Compute(lm.Model, batch);
         sum.sum().backward();
         var grad = lm.Model.named_parameters().First(p => p.name == "model.layers.0.self_attn.q_proj.weight").parameter.grad;

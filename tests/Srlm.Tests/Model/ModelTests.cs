@@ -106,7 +106,7 @@ public class ModelTests
         using var ids = tensor(new long[] { 0, 0, 5, 6, 7, 8, 3, 4, 5, 6, 7, 8 }).view(2, 6);
         using var mask = tensor(new long[] { 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }).view(2, 6);
         using var full = model.Forward(ids, mask);                                         // (2, 6, V)
-        using var cache = new KvCache(model.Config, 2, 16);
+        using var cache = new KvCache(model.Config, 2, 16, ScalarType.Float32, model.Device);
         using var pre = model.Forward(ids.narrow(1, 0, 4), mask.narrow(1, 0, 4), cache: cache);
         using var s1 = model.Forward(ids.narrow(1, 4, 1), mask.narrow(1, 0, 5), cache: cache);
         using var s2 = model.Forward(ids.narrow(1, 5, 1), mask.narrow(1, 0, 6), cache: cache);

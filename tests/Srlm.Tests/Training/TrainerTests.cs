@@ -51,8 +51,8 @@ public class TrainerTests
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         model.eval();
-        var (ids, labels, mask) = TokenLogProbs.Collate(seqs);
-        var summed = TokenLogProbs.Summed(model.Forward(ids), labels, mask).data<float>().ToArray();
+        using var batch = TokenLogProbs.Collate(seqs, model.Device);
+        var summed = LogProbs.Compute(model, batch).Sum.data<float>().ToArray();
         model.train();
         return seqs.Select((q, i) => -summed[i] / q.Completion.Length).Average();
     }
@@ -106,11 +106,11 @@ public class TrainerTests
     [Fact]
     public void Collate_masks_the_prompt_and_the_padding()
     {
-        var (ids, labels, mask) = TokenLogProbs.Collate([new([1, 5, 6], [7, 2]), new([1, 9], [2])]);
-        Assert.Equal(new long[] { 1, 5, 6, 7, 2, 1, 9, 2, 0, 0 }, ids.data<long>().ToArray());
-        Assert.Equal(new long[] { 5, 6, 7, 2, 9, 2, 0, 0 }, labels.contiguous().data<long>().ToArray());
+        using var batch = TokenLogProbs.Collate([new([1, 5, 6], [7, 2]), new([1, 9], [2])], CPU);
+        Assert.Equal(new long[] { 1, 5, 6, 7, 2, 1, 9, 2, 0, 0 }, batch.InputIds.data<long>().ToArray());
+        Assert.Equal(new long[] { 5, 6, 7, 2, 9, 2, 0, 0 }, batch.Labels.contiguous().data<long>().ToArray());
         // labels 7 and 2 of row 0 are completion; label 2 of row 1 is completion.
-        Assert.Equal(new float[] { 0, 0, 1, 1, 0, 1, 0, 0 }, mask.data<float>().ToArray());
+        Assert.Equal(new float[] { 0, 0, 1, 1, 0, 1, 0, 0 }, batch.CompletionMask.data<float>().ToArray());
     }
 
     [Fact]
