@@ -44,8 +44,11 @@ public sealed class GenerateBenchmark : IBenchmark
         log.WriteLine("measuring matmul peak and memory bandwidth...");
         double gflops = MatmulPeakGflops(quick ? 1024 : 2048);
         double bandwidth = CopyBandwidthGBs(quick ? 64 : 256);
+        double readBandwidth = ReadBandwidthGBs(quick ? 64 : 256);
         result["matmul_peak_gflops"] = Round(gflops);
         result["memory_bandwidth_gb_s"] = Round(bandwidth);
+        result["memory_read_bandwidth_gb_s"] = Round(readBandwidth);
+        result["bandwidth_note"] = "memory_bandwidth_gb_s: best of 5 copies of a float32 tensor, bytes read + written / s; memory_read_bandwidth_gb_s: best of 5 sums of one (bytes read / s); both on every libtorch thread";
 
         // ---- small fixed model
         var cfg = SmallConfig;
@@ -108,25 +111,45 @@ public sealed class GenerateBenchmark : IBenchmark
             }
         }
 
-        // ---- ~130M model, batch-1 decode against the memory-bandwidth bound
+        // ---- ~130M model, batch-1 decode against the memory-bandwidth bound, in float32 and in bfloat16
         var big = Config130M;
-        log.WriteLine("130M-parameter model, batch-1 decode...");
+        log.WriteLine("130M-parameter model, batch-1 decode (float32, bfloat16, float32 through libtorch alone)...");
         using (var model = LlamaForCausalLM.Create(big, 99))
+        using (var bf16 = LlamaForCausalLM.Create(big, 99))
         {
             model.eval();
-            var gen = new TextGenerator(model, new FixedVocabTokenizer(big.VocabSize));
+            bf16.to(ScalarType.BFloat16);
+            bf16.eval();
             int tokens = quick ? 16 : 64;
             var prompt = Enumerable.Range(0, 16).Select(i => 100 + i).ToArray();
             var greedy = SamplingOptions.Greedy(tokens) with { StopAtEos = false };
-            gen.Generate([new GenerationRequest(prompt, 0UL)], greedy with { MaxNewTokens = 4 }, cancel);
-            // Decode time = (prompt + N tokens) - (prompt + 1 token): the prefill cancels out. Best of a few each.
-            double total = BestOf(quick ? 1 : 2, () => gen.Generate([new GenerationRequest(prompt, 0UL)], greedy, cancel));
-            double prefill = BestOf(3, () => gen.Generate([new GenerationRequest(prompt, 0UL)], greedy with { MaxNewTokens = 1 }, cancel));
-            double perToken = (total - prefill) / (tokens - 1);
+            // Decode time = (prompt + N tokens) - (prompt + 1 token): the prefill cancels out. The three variants are
+            // interleaved round by round and each keeps its median.
+            double PerToken(LlamaForCausalLM m)
+            {
+                var gen = new TextGenerator(m, new FixedVocabTokenizer(big.VocabSize));
+                double total = BestOf(1, () => gen.Generate([new GenerationRequest(prompt, 0UL)], greedy, cancel));
+                double prefill = BestOf(2, () => gen.Generate([new GenerationRequest(prompt, 0UL)], greedy with { MaxNewTokens = 1 }, cancel));
+                return (total - prefill) / (tokens - 1);
+            }
+            var fp32Times = new List<double>();
+            var bf16Times = new List<double>();
+            var libtorchTimes = new List<double>();
+            foreach (var m in new[] { model, bf16 })
+                new TextGenerator(m, new FixedVocabTokenizer(big.VocabSize)).Generate([new GenerationRequest(prompt, 0UL)], greedy with { MaxNewTokens = 4 }, cancel);
+            for (int round = 0; round < (quick ? 1 : 3); round++)
+            {
+                fp32Times.Add(PerToken(model));
+                bf16Times.Add(PerToken(bf16));
+                model.UseDecodeKernel = false;
+                try { libtorchTimes.Add(PerToken(model)); }
+                finally { model.UseDecodeKernel = true; }
+            }
+            double fp32PerToken = Median(fp32Times), bf16PerToken = Median(bf16Times), libtorchPerToken = Median(libtorchTimes);
             long parameters = model.ParameterCount();
             // Bytes a decode step must read: every weight except the embedding table, of which one row is gathered.
             long streamed = (parameters - (long)big.VocabSize * big.HiddenSize) * 4;
-            double tokensPerS = 1.0 / perToken;
+            double tokensPerS = 1.0 / fp32PerToken;
             double achieved = tokensPerS * streamed / 1e9;
             result["model_130m"] = new JsonObject
             {
@@ -136,6 +159,15 @@ public sealed class GenerateBenchmark : IBenchmark
                 ["weight_bytes_per_token"] = streamed,
                 ["achieved_gb_s"] = Round(achieved),
                 ["fraction_of_memory_bandwidth"] = Round(achieved / bandwidth),
+                ["fraction_of_read_bandwidth"] = Round(achieved / readBandwidth),
+                ["bf16_batch1_decode_tokens_per_s"] = Round(1.0 / bf16PerToken),
+                ["bf16_weight_bytes_per_token"] = streamed / 2,
+                ["bf16_achieved_gb_s"] = Round(streamed / 2 / bf16PerToken / 1e9),
+                ["bf16_vs_fp32_batch1"] = Round(fp32PerToken / bf16PerToken),
+                ["libtorch_only_batch1_decode_tokens_per_s"] = Round(1.0 / libtorchPerToken),
+                ["decode_kernel_vs_libtorch_batch1"] = Round(libtorchPerToken / fp32PerToken),
+                ["rounds"] = fp32Times.Count,
+                ["note"] = "batch-1 greedy decode per token, (prompt + N) - (prompt + 1) tokens; float32, bfloat16 and float32 with the decode kernel off (libtorch alone) interleaved, median of the rounds",
             };
         }
         return result;
@@ -201,6 +233,29 @@ public sealed class GenerateBenchmark : IBenchmark
             best = Math.Min(best, sw.Elapsed.TotalSeconds);
         }
         return 2.0 * count * 4 / best / 1e9;
+    }
+
+    /// <summary>Best of a few sums of a large float32 tensor: bytes read per second (a decode step only reads weights).</summary>
+    public static double ReadBandwidthGBs(int megabytes)
+    {
+        using var scope = NewDisposeScope();
+        long count = megabytes * 1024L * 1024 / 4;
+        var src = randn(count);
+        src.sum().Dispose();
+        double best = double.MaxValue;
+        for (int i = 0; i < 5; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using var r = src.sum();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return count * 4 / best / 1e9;
+    }
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.OrderBy(x => x).ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
     private static double Round(double x) => Math.Round(x, 3);

@@ -39,6 +39,10 @@ public static class Checkpoint
         var model = new LlamaForCausalLM(config);
         try
         {
+            // The model takes its compute dtype before any weight is read (to() replaces the parameter tensors), and
+            // each tensor is read in its stored dtype and converted while copied in: a bfloat16 model never holds a
+            // float32 copy of its weights.
+            if (dtype != ScalarType.Float32) model.to(dtype);
             var parameters = model.named_parameters().ToList();
             var expected = parameters.Select(p => p.name).ToHashSet(StringComparer.Ordinal);
             var shardForMessages = headers.Count == 1 ? headers[0].Path : Path.Combine(dir, IndexFile);
@@ -67,15 +71,11 @@ public static class Checkpoint
 
             using var _ = no_grad();
             foreach (var group in parameters.GroupBy(p => where[sources[p.name]]))
-            {
-                var loaded = group.Key.ReadAll(group.Select(p => sources[p.name]).Distinct(), ScalarType.Float32);
-                try
+                foreach (var (name, p) in group)
                 {
-                    foreach (var (name, p) in group) p.copy_(loaded[sources[name]]);
+                    using var loaded = group.Key.Read(sources[name]);
+                    p.copy_(loaded);
                 }
-                finally { foreach (var t in loaded.Values) t.Dispose(); }
-            }
-            if (dtype != ScalarType.Float32) model.to(dtype);
             model.eval();
             return model;
         }
@@ -111,15 +111,19 @@ public static class Checkpoint
         return headers;
     }
 
-    /// <summary>Writes config.json, model.safetensors (float32 unless <paramref name="dtype"/> says otherwise) and
-    /// generation_config.json. A tied head is written once, as model.embed_tokens.weight, as transformers does.</summary>
-    public static void SaveModel(string dir, LlamaForCausalLM model, GenerationSettings? generation = null, ScalarType dtype = ScalarType.Float32)
+    /// <summary>Writes config.json, model.safetensors and generation_config.json. The weights are stored in
+    /// <paramref name="dtype"/>, by default in the dtype of the checkpoint the model came from (its config's
+    /// <c>torch_dtype</c>; float32 when that names no model dtype), whatever dtype the model computed in: a model
+    /// trained from a bfloat16 checkpoint is saved as bfloat16. A tied head is written once, as
+    /// model.embed_tokens.weight, as transformers does.</summary>
+    public static void SaveModel(string dir, LlamaForCausalLM model, GenerationSettings? generation = null, ScalarType? dtype = null)
     {
         Directory.CreateDirectory(dir);
-        var config = model.Config with { TorchDtype = dtype switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" } };
+        var stored = dtype ?? ModelDtype.TryParse(model.Config.TorchDtype) ?? ScalarType.Float32;
+        var config = model.Config with { TorchDtype = ModelDtype.Name(stored) };
         using var scope = NewDisposeScope();
         var tensors = model.named_parameters()
-            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(dtype)))
+            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().to(stored)))
             .ToList();
         SafeTensorsWriter.Write(Path.Combine(dir, WeightsFile), tensors);
         var index = Path.Combine(dir, IndexFile);

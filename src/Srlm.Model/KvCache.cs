@@ -47,6 +47,9 @@ public sealed class KvCache : IDisposable
         return (_keys[layer].narrow(2, 0, Length + t), _values[layer].narrow(2, 0, Length + t));
     }
 
+    /// <summary>The whole (B, KvH, Capacity, D) key and value tensors of one layer, filled up to Length (the decode kernel writes into them).</summary>
+    public (Tensor Keys, Tensor Values) Layer(int layer) => (_keys[layer], _values[layer]);
+
     /// <summary>Marks <paramref name="t"/> more positions as filled (called by the model after all layers appended).</summary>
     public void Advance(long t) => Length += t;
 

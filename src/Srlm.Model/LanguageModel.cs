@@ -35,8 +35,9 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
     }
 
     /// <summary>Writes a complete Hugging Face checkpoint folder: config.json, model.safetensors, tokenizer files,
-    /// generation_config.json and srlm.json (prompt template).</summary>
-    public void Save(string dir, ScalarType dtype = ScalarType.Float32)
+    /// generation_config.json and srlm.json (prompt template); weights in the source checkpoint's dtype unless
+    /// <paramref name="dtype"/> is given (see <see cref="Checkpoint.SaveModel"/>).</summary>
+    public void Save(string dir, ScalarType? dtype = null)
     {
         Checkpoint.SaveModel(dir, Model, Generation, dtype);
         Tokenizer.Save(dir);

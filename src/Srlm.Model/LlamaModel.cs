@@ -9,7 +9,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Srlm.Model;
 
-/// <summary>y = x / sqrt(mean(x^2) + eps) * weight, computed in float32.</summary>
+/// <summary>y = x / sqrt(mean(x^2) + eps) * weight, statistics in float32, y in the weight's dtype.</summary>
 public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight; // (C)
@@ -19,8 +19,12 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     {
         weight = new Parameter(ones(size));
         _eps = eps.ToScalar();
+        Eps = eps;
         RegisterComponents();
     }
+
+    internal Parameter Weight => weight;
+    internal double Eps { get; }
 
     public override Tensor forward(Tensor x)
     {
@@ -29,7 +33,9 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
         // h * h rather than square(): the same values (pow 2 is computed as a product) without an implicit Scalar.
         var inv = h.mul(h).mean([-1L], keepdim: true).add_(_eps).rsqrt_(); // (..., 1)
         var normed = h.mul(inv);
-        if (normed.dtype != x.dtype) normed = normed.to(x.dtype);
+        // The output takes the weight's dtype: the input of the next matmul in a bfloat16/float16 model, whose
+        // residual stream stays float32.
+        if (normed.dtype != weight.dtype) normed = normed.to(weight.dtype);
         // Out of place: an in-place mul_ would make autograd keep a copy of normed for the weight's gradient.
         var y = normed.mul(weight);
         GC.KeepAlive(_eps);
@@ -57,6 +63,8 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
         down_proj = nn.Linear(c.IntermediateSize, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
+
+    internal (Linear Gate, Linear Up, Linear Down) Projections => (gate_proj, up_proj, down_proj);
 
     public override Tensor forward(Tensor x)
     {
@@ -95,6 +103,8 @@ public sealed class LlamaAttention : nn.Module
         o_proj = nn.Linear(_heads * _headDim, c.HiddenSize, hasBias: false);
         RegisterComponents();
     }
+
+    internal (Linear Q, Linear K, Linear V, Linear O) Projections => (q_proj, k_proj, v_proj, o_proj);
 
     /// <param name="x">(B, T, C)</param>
     /// <param name="mask">bool (B|1, 1, T, S), true = may attend; null with <paramref name="causal"/> = plain causal</param>
@@ -140,6 +150,11 @@ public sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    internal LlamaAttention Attention => self_attn;
+    internal LlamaMLP Mlp => mlp;
+    internal LlamaRMSNorm InputNorm => input_layernorm;
+    internal LlamaRMSNorm PostAttentionNorm => post_attention_layernorm;
+
     public Tensor forward(Tensor x, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
@@ -168,12 +183,17 @@ public sealed class LlamaModel : nn.Module
     }
 
     internal Parameter EmbedWeight => embed_tokens.weight!;
+    internal ModuleList<LlamaDecoderLayer> Layers => layers;
+    internal LlamaRMSNorm Norm => norm;
 
     public Tensor Embed(Tensor inputIds) => embed_tokens.forward(inputIds);
 
+    /// <param name="h">(B, T, C) embeddings; in a bfloat16/float16 model the residual stream runs in float32 (each
+    /// sublayer's output is added to it in float32), as in the decode kernel.</param>
     public Tensor forward(Tensor h, Tensor cos, Tensor signedSin, Tensor? mask, bool causal, KvCache? cache)
     {
         using var scope = NewDisposeScope();
+        if (h.dtype is ScalarType.BFloat16 or ScalarType.Float16) h = h.to(ScalarType.Float32);
         foreach (var layer in layers) h = layer.forward(h, cos, signedSin, mask, causal, cache);
         return norm.forward(h).MoveToOuterDisposeScope();
     }
@@ -187,6 +207,10 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     private readonly Linear? lm_head; // (V, C); absent when tie_word_embeddings
 
     public LlamaConfig Config { get; }
+
+    internal LlamaModel Decoder => model;
+    /// <summary>(V, C): lm_head, or the embedding when tied.</summary>
+    internal Parameter HeadWeight => lm_head?.weight ?? model.EmbedWeight;
 
     // (P, 2D) float32: [cos | signed sin] (Rope.SignedSin) for positions 0..P-1, grown on demand; not a parameter
     // or buffer (HF stores none).
@@ -241,6 +265,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         long total = past + t;
         if (attentionMask is not null && (attentionMask.shape[0] != b || attentionMask.shape[1] != total))
             throw new ArgumentException($"attention mask must be ({b}, {total}), got ({string.Join(", ", attentionMask.shape)})");
+        if (cache is not null && t == 1 && DecodeStep.Applies(this, inputIds, cache))
+            return DecodeStep.Run(this, inputIds, attentionMask, positionIds, cache).MoveToOuterDisposeScope(); // (B, 1, V) float32
 
         if (positionIds is null)
         {
@@ -291,21 +317,34 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             var (cos, sin) = Rope.CosSin(Config, positionIds, dtype, total);
             return (cos, Rope.SignedSin(sin));
         }
-        if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != positionIds.device_type)
+        var ropeTable = RopeTable(total, positionIds.device);
+        long b = positionIds.shape[0], t = positionIds.shape[1], d = Config.HeadDimension;
+        var rows = ropeTable.index_select(0, positionIds.reshape(-1)).view(b, 1, t, 2 * d); // (B, 1, T, 2D)
+        if (dtype != ScalarType.Float32) rows = rows.to(dtype);
+        return (rows.narrow(-1, 0, d), rows.narrow(-1, d, d));
+    }
+
+    /// <summary>The (P, 2D) float32 table of [cos | signed sin] rows for positions 0..P-1 (P >= <paramref name="total"/>),
+    /// built on first use and grown on demand; not for "dynamic" scaling, whose frequencies depend on the length.</summary>
+    internal Tensor RopeTable(long total, Device device)
+    {
+        if (_ropeTable is null || _ropeTable.shape[0] < total || _ropeTable.device_type != device.type)
         {
             long size = Math.Max(Math.Max(total, Config.MaxPositionEmbeddings), (_ropeTable?.shape[0] ?? 0) * 2);
             using var scope = NewDisposeScope();
-            var pos = arange(0, size, dtype: ScalarType.Int64, device: positionIds.device).unsqueeze(0); // (1, P)
-            var (c, s) = Rope.CosSin(Config, pos, ScalarType.Float32, size);                            // (1, 1, P, D)
+            var pos = arange(0, size, dtype: ScalarType.Int64, device: device).unsqueeze(0); // (1, P)
+            var (c, s) = Rope.CosSin(Config, pos, ScalarType.Float32, size);                  // (1, 1, P, D)
             var table = cat([c, Rope.SignedSin(s)], -1).view(size, -1).contiguous();
             _ropeTable?.Dispose();
             _ropeTable = table.DetachFromDisposeScope();
         }
-        long b = positionIds.shape[0], t = positionIds.shape[1], d = Config.HeadDimension;
-        var rows = _ropeTable.index_select(0, positionIds.reshape(-1)).view(b, 1, t, 2 * d); // (B, 1, T, 2D)
-        if (dtype != ScalarType.Float32) rows = rows.to(dtype);
-        return (rows.narrow(-1, 0, d), rows.narrow(-1, d, d));
+        return _ropeTable;
     }
+
+    /// <summary>Whether a decode step of a few rows (one new token each, no grad, eval mode, CPU) may run in
+    /// <see cref="DecodeKernel"/> instead of libtorch; on by default. The two compute the same values in float32 up to
+    /// summation order; tests and the benchmark switch it off to compare.</summary>
+    public bool UseDecodeKernel { get; set; } = true;
 
     protected override void Dispose(bool disposing)
     {

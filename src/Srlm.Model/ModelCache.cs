@@ -8,6 +8,8 @@ public sealed class ServedModel : IDisposable
     private readonly LanguageModel _model;
 
     public string CheckpointId { get; }
+    /// <summary>The dtype the weights are held and multiplied in (see <see cref="ModelDtype"/>).</summary>
+    public ScalarType Dtype { get; }
     public ModelExecutor Executor { get; }
     public long WeightBytes { get; }
     public LlamaConfig Config => _model.Config;
@@ -17,16 +19,17 @@ public sealed class ServedModel : IDisposable
 
     private ServedModel(string id, LanguageModel model, ModelExecutor executor)
     {
-        CheckpointId = id; _model = model; Executor = executor; WeightBytes = model.WeightBytes;
+        CheckpointId = id; _model = model; Executor = executor; WeightBytes = model.WeightBytes; Dtype = model.Model.HeadWeight.dtype;
     }
 
-    /// <summary>Loads the checkpoint folder on a new executor thread.</summary>
-    public static async Task<ServedModel> LoadAsync(string checkpointId, string dir, CancellationToken cancel = default)
+    /// <summary>Loads the checkpoint folder on a new executor thread, its weights in <paramref name="dtype"/> (float32 by default,
+    /// whatever the checkpoint stores).</summary>
+    public static async Task<ServedModel> LoadAsync(string checkpointId, string dir, CancellationToken cancel = default, ScalarType dtype = ScalarType.Float32)
     {
         var executor = new ModelExecutor(checkpointId);
         try
         {
-            var model = await executor.RunAsync(() => LanguageModel.Load(dir), cancel).ConfigureAwait(false);
+            var model = await executor.RunAsync(() => LanguageModel.Load(dir, dtype), cancel).ConfigureAwait(false);
             return new ServedModel(checkpointId, model, executor);
         }
         catch
@@ -170,17 +173,19 @@ public sealed class ModelCache(long maxBytes, Func<string, CancellationToken, Ta
     /// <summary>Ids currently loaded or loading.</summary>
     public IReadOnlyList<string> Loaded { get { lock (_gate) return _entries.Keys.ToList(); } }
 
-    /// <summary>Gets (loading when needed) the model; dispose the lease when done so it may be evicted.</summary>
-    public async Task<ModelLease> AcquireAsync(string checkpointId, CancellationToken cancel = default)
+    /// <summary>Gets (loading when needed) the model with its weights in <paramref name="dtype"/>; dispose the lease when
+    /// done so it may be evicted. One checkpoint in two dtypes is two entries.</summary>
+    public async Task<ModelLease> AcquireAsync(string checkpointId, CancellationToken cancel = default, ScalarType dtype = ScalarType.Float32)
     {
         Entry entry;
+        var key = dtype == ScalarType.Float32 ? checkpointId : $"{checkpointId}\u0001{ModelDtype.Name(dtype)}";
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_entries.TryGetValue(checkpointId, out entry!))
+            if (!_entries.TryGetValue(key, out entry!))
             {
-                entry = new Entry { Loading = LoadAsync(checkpointId) };
-                _entries[checkpointId] = entry;
+                entry = new Entry { Loading = LoadAsync(checkpointId, dtype) };
+                _entries[key] = entry;
             }
             entry.Leases++;
             entry.LastUsed = ++_clock;
@@ -189,23 +194,23 @@ public sealed class ModelCache(long maxBytes, Func<string, CancellationToken, Ta
         {
             var model = await entry.Loading.WaitAsync(cancel).ConfigureAwait(false);
             Evict();
-            return new ModelLease(model, () => Release(checkpointId, entry));
+            return new ModelLease(model, () => Release(key, entry));
         }
         catch
         {
             lock (_gate)
             {
                 entry.Leases--;
-                if (entry.Loading.IsFaulted && _entries.TryGetValue(checkpointId, out var e) && e == entry) _entries.Remove(checkpointId);
+                if (entry.Loading.IsFaulted && _entries.TryGetValue(key, out var e) && e == entry) _entries.Remove(key);
             }
             throw;
         }
     }
 
-    private async Task<ServedModel> LoadAsync(string id)
+    private async Task<ServedModel> LoadAsync(string id, ScalarType dtype)
     {
         var dir = await resolveDirectory(id, CancellationToken.None).ConfigureAwait(false);
-        return await ServedModel.LoadAsync(id, dir).ConfigureAwait(false);
+        return await ServedModel.LoadAsync(id, dir, CancellationToken.None, dtype).ConfigureAwait(false);
     }
 
     private void Release(string id, Entry entry)

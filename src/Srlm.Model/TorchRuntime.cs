@@ -9,13 +9,15 @@ public static class TorchRuntime
     private static readonly object Gate = new();
     private static bool _initialised;
 
-    /// <summary>Applies SRLM_THREADS (when set) to libtorch's intra-op thread pool. Safe to call often.</summary>
+    /// <summary>Sets libtorch's intra-op thread count (which the decode kernel uses too) to SRLM_THREADS, or to every
+    /// core this process may use (<see cref="Environment.ProcessorCount"/>, which honours CPU limits) when it is unset.
+    /// Safe to call often.</summary>
     public static void Initialise()
     {
         lock (Gate)
         {
             if (_initialised) return;
-            if (Threads(Environment.GetEnvironmentVariable("SRLM_THREADS")) is { } n) torch.set_num_threads(n);
+            torch.set_num_threads(Threads(Environment.GetEnvironmentVariable("SRLM_THREADS")) ?? Environment.ProcessorCount);
             _initialised = true;
         }
     }

@@ -148,9 +148,9 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                 metrics["accuracy"] = heldOut.Count == 0 ? double.NaN : (double)correct / heldOut.Count;
                 metrics["eval_ungradeable"] = ungradeable;
             }
-            else if (checkpoint.ParentCheckpointId is { } parentId)
-                await WinRateAsync(spec, m, parentId, heldOut, answers, metrics, examples, ct);
-            // else: an uploaded checkpoint has no parent to play against; its win rate is not measured (left out).
+            else if (BaselineOf(eval, m.RunId, checkpoint) is { } baselineId && baselineId != m.CheckpointId)
+                await WinRateAsync(spec, m, baselineId, baselineId == checkpoint.ParentCheckpointId, heldOut, answers, metrics, examples, ct);
+            // else: no baseline to play (an uploaded M1 has no parent; M1 is not played against itself): no win rate (left out).
 
             if (eval.JudgePairs is not null)
             {
@@ -184,7 +184,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                 Id = id, RunId = m.RunId, Iteration = checkpoint.Iteration, CheckpointId = m.CheckpointId, Evaluator = evaluatorName,
                 Metrics = metrics, Details = JsonSerializer.Serialize(examples),
             }, ct);
-            if (winRate) LogWinRate(log, m.RunId, m.CheckpointId, checkpoint.ParentCheckpointId ?? "(none)", metrics.GetValueOrDefault("win_rate", double.NaN),
+            if (winRate) LogWinRate(log, m.RunId, m.CheckpointId, BaselineOf(eval, m.RunId, checkpoint) ?? "(none)", metrics.GetValueOrDefault("win_rate", double.NaN),
                 (long)metrics.GetValueOrDefault("wins"), (long)metrics.GetValueOrDefault("losses"), (long)metrics.GetValueOrDefault("ties"));
             else LogEvaluated(log, m.RunId, m.CheckpointId, metrics.GetValueOrDefault("accuracy"), metrics.GetValueOrDefault("judge_pairwise_accuracy", double.NaN));
         }
@@ -198,50 +198,104 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         model.GenerateAsync(heldOut.Select((q, i) =>
             new GenerationRequest(q, Ids.Seed(spec.Seed, "eval", Ids.SeedKey(runId, checkpointId), i), 0, 1, spec.Evaluation!.MaxNewTokens)).ToList(), ct);
 
-    /// <summary>evaluation.evaluator = judge_win_rate: the checkpoint against its parent on every held-out instruction.
+    /// <summary>The checkpoint a win-rate evaluation plays against (evaluation.baseline): the parent (M_{t-1}, C_{t-1}),
+    /// the run's M1, or an uploaded folder; null when there is none (an uploaded M1 has no parent).</summary>
+    public static string? BaselineOf(EvaluationSpec eval, string runId, CheckpointRecord checkpoint) => eval.Baseline switch
+    {
+        EvaluationSpec.BaselineParent => checkpoint.ParentCheckpointId,
+        EvaluationSpec.BaselineM1 => Ids.Checkpoint(runId, 0),
+        var folder => SpecRefs.CheckpointId(folder, "evaluation.baseline"),
+    };
+
+    /// <summary>evaluation.evaluator = judge_win_rate: the checkpoint against its baseline on every held-out instruction.
     /// Both answer greedily; identical answers tie without judging; otherwise the fixed judge (evaluation.judge_model,
-    /// else the run's M1) scores each answer with the run's judge prompt, K samples averaged as in the loop, and the
-    /// higher mean wins. An item where either answer gets no valid score is counted as unjudged, not as a tie.
-    /// win_rate = (wins + ties / 2) / judged items.</summary>
-    private async Task WinRateAsync(RunSpec spec, EvaluateCheckpoint m, string parentId, IReadOnlyList<string> heldOut,
+    /// else the run's M1) decides. Pointwise: it scores each answer with the run's judge prompt, K samples averaged as in
+    /// the loop, and the higher mean wins; an item where either answer gets no valid score is unjudged. Pairwise: it
+    /// sees both answers in one prompt, once in each order, and a win or loss needs both orders to agree (else a tie);
+    /// an unreadable verdict makes the item unjudged. win_rate = (wins + ties / 2) / judged items.</summary>
+    private async Task WinRateAsync(RunSpec spec, EvaluateCheckpoint m, string baselineId, bool baselineIsParent, IReadOnlyList<string> heldOut,
         IReadOnlyList<GenerationResult> answers, Dictionary<string, double> metrics, List<object> examples, CancellationToken ct)
     {
-        var parent = await models.GetAsync(parentId, ct);
-        var parentAnswers = await GreedyAnswersAsync(parent, spec, m.RunId, parentId, heldOut, ct);
+        var baseline = await models.GetAsync(baselineId, ct);
+        var baselineAnswers = await GreedyAnswersAsync(baseline, spec, m.RunId, baselineId, heldOut, ct);
         var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : Ids.StartCheckpoint(m.RunId, isM1: true);
         var judge = await models.GetAsync(judgeId, ct);
+        var contested = Enumerable.Range(0, heldOut.Count).Where(i => answers[i].Text != baselineAnswers[i].Text).ToList();
 
-        int k = spec.Judge.Samples;
-        var contested = Enumerable.Range(0, heldOut.Count).Where(i => answers[i].Text != parentAnswers[i].Text).ToList();
-        var requests = new List<GenerationRequest>();
-        foreach (var i in contested)
-            foreach (var (side, text) in new[] { ("self", answers[i].Text), ("parent", parentAnswers[i].Text) })
-                for (int s = 0; s < k; s++)
-                    requests.Add(Judging.Request(spec, m.RunId, heldOut[i], text, $"{m.CheckpointId}/eval-win/{i}/{side}", s));
-        var outputs = await judge.GenerateAsync(requests, ct);
-
-        int wins = 0, losses = 0, ties = heldOut.Count - contested.Count, unjudged = 0, valid = 0;
-        double selfSum = 0, parentSum = 0;
-        int scored = 0;
-        for (int c = 0; c < contested.Count; c++)
+        int wins = 0, losses = 0, ties = heldOut.Count - contested.Count, unjudged = 0;
+        void Count(string outcome)
         {
-            var parsed = Enumerable.Range(0, 2 * k).Select(j => ScoreParser.Parse(outputs[2 * k * c + j].Text, spec.Judge.MaxScore)).ToList();
-            valid += parsed.Count(p => p.IsValid);
-            double? self = ScoreParser.Mean(parsed.Take(k)), other = ScoreParser.Mean(parsed.Skip(k));
-            string outcome;
-            if (self is null || other is null) { unjudged++; outcome = "unjudged"; }
-            else
+            switch (outcome)
             {
-                scored++;
-                selfSum += self.Value;
-                parentSum += other.Value;
-                if (self > other) { wins++; outcome = "win"; }
-                else if (self < other) { losses++; outcome = "loss"; }
-                else { ties++; outcome = "tie"; }
+                case "win": wins++; break;
+                case "loss": losses++; break;
+                case "tie": ties++; break;
+                default: unjudged++; break;
             }
-            int i = contested[c];
-            if (examples.Count < 20)
-                examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, parent_answer = parentAnswers[i].Text, score = self, parent_score = other, outcome });
+        }
+
+        if (spec.Evaluation.JudgeMode == EvaluationSpec.Pairwise)
+        {
+            // Two verdicts per contested item: the checkpoint's answer as A (order "ab"), then the baseline's as A ("ba").
+            var requests = new List<GenerationRequest>();
+            foreach (var i in contested)
+                foreach (var order in new[] { "ab", "ba" })
+                {
+                    var (a, b) = order == "ab" ? (answers[i].Text, baselineAnswers[i].Text) : (baselineAnswers[i].Text, answers[i].Text);
+                    requests.Add(new GenerationRequest(PairwiseJudging.Format(heldOut[i], a, b),
+                        Judging.SeedOf(spec, m.RunId, $"{m.CheckpointId}/eval-pair/{baselineId}/{i}/{order}", 0),
+                        spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens));
+                }
+            var outputs = await judge.GenerateAsync(requests, ct);
+            int valid = 0;
+            for (int c = 0; c < contested.Count; c++)
+            {
+                string first = outputs[2 * c].Text, second = outputs[2 * c + 1].Text;
+                var (v1, e1) = PairwiseJudging.Parse(first);
+                var (v2, e2) = PairwiseJudging.Parse(second);
+                valid += (v1 is null ? 0 : 1) + (v2 is null ? 0 : 1);
+                var outcome = PairwiseJudging.Combine(v1, v2).ToString().ToLowerInvariant();
+                Count(outcome);
+                int i = contested[c];
+                // Every contested item keeps both raw verdicts: a pairwise win rate is traced to the judge's words.
+                examples.Add(new
+                {
+                    instruction = heldOut[i], answer = answers[i].Text, baseline = baselineId, baseline_answer = baselineAnswers[i].Text,
+                    verdict_checkpoint_first = first, verdict_baseline_first = second,
+                    parsed_checkpoint_first = v1?.ToString(), parsed_baseline_first = v2?.ToString(), problem = e1 ?? e2, outcome,
+                });
+            }
+            metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
+        }
+        else
+        {
+            int k = spec.Judge.Samples;
+            var requests = new List<GenerationRequest>();
+            foreach (var i in contested)
+                foreach (var (side, text) in new[] { ("self", answers[i].Text), ("parent", baselineAnswers[i].Text) })
+                    for (int s = 0; s < k; s++)
+                        // The parent's request ids keep their old names, so a run with baseline "parent" replays as before.
+                        requests.Add(Judging.Request(spec, m.RunId, heldOut[i], text,
+                            baselineIsParent ? $"{m.CheckpointId}/eval-win/{i}/{side}" : $"{m.CheckpointId}/eval-win/{baselineId}/{i}/{side}", s));
+            var outputs = await judge.GenerateAsync(requests, ct);
+            int valid = 0, scored = 0;
+            double selfSum = 0, baselineSum = 0;
+            for (int c = 0; c < contested.Count; c++)
+            {
+                var parsed = Enumerable.Range(0, 2 * k).Select(j => ScoreParser.Parse(outputs[2 * k * c + j].Text, spec.Judge.MaxScore)).ToList();
+                valid += parsed.Count(p => p.IsValid);
+                double? self = ScoreParser.Mean(parsed.Take(k)), other = ScoreParser.Mean(parsed.Skip(k));
+                string outcome = self is null || other is null ? "unjudged" : self > other ? "win" : self < other ? "loss" : "tie";
+                if (self is not null && other is not null) { scored++; selfSum += self.Value; baselineSum += other.Value; }
+                Count(outcome);
+                int i = contested[c];
+                if (examples.Count < 20)
+                    examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, baseline = baselineId, baseline_answer = baselineAnswers[i].Text, score = self, baseline_score = other, outcome });
+            }
+            metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
+            metrics["mean_judge_score"] = scored == 0 ? double.NaN : selfSum / scored;
+            metrics["baseline_mean_judge_score"] = scored == 0 ? double.NaN : baselineSum / scored;
+            if (baselineIsParent) metrics["parent_mean_judge_score"] = metrics["baseline_mean_judge_score"];
         }
         int judged = wins + losses + ties;
         metrics["win_rate"] = judged == 0 ? double.NaN : (wins + ties / 2.0) / judged;
@@ -250,13 +304,12 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         metrics["ties"] = ties;
         metrics["identical_answers"] = heldOut.Count - contested.Count;
         metrics["win_rate_unjudged"] = unjudged;
-        metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
-        metrics["mean_judge_score"] = scored == 0 ? double.NaN : selfSum / scored;
-        metrics["parent_mean_judge_score"] = scored == 0 ? double.NaN : parentSum / scored;
+        // Whom win_rate was measured against: the report files it under win_rate_vs_parent only when this is 1.
+        metrics["baseline_is_parent"] = baselineIsParent ? 1 : 0;
     }
 
-    [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} against its parent {ParentId}: win rate {WinRate:F3} ({Wins} wins, {Losses} losses, {Ties} ties)")]
-    private static partial void LogWinRate(ILogger logger, string runId, string checkpointId, string parentId, double winRate, long wins, long losses, long ties);
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} against its baseline {BaselineId}: win rate {WinRate:F3} ({Wins} wins, {Losses} losses, {Ties} ties)")]
+    private static partial void LogWinRate(ILogger logger, string runId, string checkpointId, string baselineId, double winRate, long wins, long losses, long ties);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "run {RunId} checkpoint {CheckpointId} evaluated: accuracy {Accuracy:F3}, judge pairwise accuracy {JudgeAccuracy:F3}")]
     private static partial void LogEvaluated(ILogger logger, string runId, string checkpointId, double accuracy, double judgeAccuracy);

@@ -6,7 +6,7 @@ namespace Srlm.Cli.Commands;
 public sealed class GenerateCommand : ICommand
 {
     public string Name => "generate";
-    public string Summary => "sample a continuation of --prompt from the checkpoint folder --model";
+    public string Summary => "sample a continuation of --prompt from the checkpoint folder --model (--dtype float32|bfloat16|float16)";
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancel)
     {
@@ -18,6 +18,9 @@ public sealed class GenerateCommand : ICommand
         double? temperature = a.Get("--temperature") is null ? null : a.Double("--temperature", 0);
         double? topP = a.Get("--top-p") is null ? null : a.Double("--top-p", 1);
         int? topK = a.Get("--top-k") is null ? null : a.Int("--top-k", 0);
+        var dtypeText = a.Get("--dtype");
+        var dtype = dtypeText is null ? TorchSharp.torch.ScalarType.Float32
+            : ModelDtype.TryParse(dtypeText) ?? throw new UsageException($"option --dtype must be one of {string.Join(", ", ModelDtype.Names)}, got '{dtypeText}'");
         var seedText = a.Get("--seed");
         ulong seed = 0;
         if (seedText is not null && !ulong.TryParse(seedText, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out seed))
@@ -29,7 +32,7 @@ public sealed class GenerateCommand : ICommand
         ServedModel model;
         try
         {
-            model = await ServedModel.LoadAsync(Path.GetFileName(Path.GetFullPath(dir)), dir, cancel);
+            model = await ServedModel.LoadAsync(Path.GetFileName(Path.GetFullPath(dir)), dir, cancel, dtype);
         }
         catch (CheckpointException e)
         {

@@ -24,6 +24,11 @@ public sealed record RunReport
     [JsonPropertyName("prompt_source")] public required string PromptSource { get; init; }
     [JsonPropertyName("n")] public required int N { get; init; }
     [JsonPropertyName("k")] public required int K { get; init; }
+    /// <summary>Whom the judge_win_rate evaluation played each checkpoint against (evaluation.baseline: "parent", "m1",
+    /// or the uploaded folder's checkpoint:ID); null without a win-rate evaluation.</summary>
+    [JsonPropertyName("baseline")] public string? Baseline { get; init; }
+    /// <summary>evaluation.judge_mode of the win-rate evaluation ("pointwise" or "pairwise"); null without one.</summary>
+    [JsonPropertyName("judge_mode")] public string? JudgeMode { get; init; }
     [JsonPropertyName("iterations")] public required IReadOnlyList<ModelEntry> Iterations { get; init; }
     /// <summary>Held-out items found among stored prompts and training records (must be 0).</summary>
     [JsonPropertyName("leakage")] public required int Leakage { get; init; }
@@ -52,6 +57,10 @@ public sealed record ModelEntry
     /// <summary>evaluation.evaluator judge_win_rate: M_t against its parent, judged by the fixed judge (ties count half).</summary>
     [JsonPropertyName("win_rate_vs_parent")] public double? WinRateVsParent { get; init; }
     [JsonPropertyName("control_win_rate_vs_parent")] public double? ControlWinRateVsParent { get; init; }
+    /// <summary>evaluation.evaluator judge_win_rate: M_t against the run's baseline (evaluation.baseline), judged by the
+    /// fixed judge (ties count half); null for the baseline itself (M1 under "m1": it gets no score against itself).</summary>
+    [JsonPropertyName("win_rate_vs_baseline")] public double? WinRateVsBaseline { get; init; }
+    [JsonPropertyName("control_win_rate_vs_baseline")] public double? ControlWinRateVsBaseline { get; init; }
     [JsonPropertyName("prompts")] public long? Prompts { get; init; }
     [JsonPropertyName("candidates")] public long? Candidates { get; init; }
     [JsonPropertyName("judgments")] public long? Judgments { get; init; }
@@ -98,6 +107,9 @@ public static class RunReportBuilder
             // C1 is M1 itself; C_t (t > 1) is the control arm's checkpoint of the same index.
             var controlId = spec.Control is null ? null : t == 1 ? ckpt.Id : controls.GetValueOrDefault(t)?.Id;
             var controlEval = controlId is null ? null : evaluations.FirstOrDefault(e => e.CheckpointId == controlId)?.Metrics;
+            // An evaluation stored before evaluation.baseline existed always played the parent (no baseline_is_parent).
+            static double? VsParent(IReadOnlyDictionary<string, double>? m) =>
+                m is not null && m.TryGetValue("win_rate", out var w) && m.GetValueOrDefault("baseline_is_parent", 1) == 1 ? w : null;
             var entry = new ModelEntry
             {
                 Model = $"M{t}", Iteration = t, Checkpoint = ckpt.Location, CheckpointId = ckpt.Id,
@@ -105,8 +117,10 @@ public static class RunReportBuilder
                 JudgeKendallTau = M("judge_kendall_tau"),
                 ControlAccuracy = controlEval is not null && controlEval.TryGetValue("accuracy", out var ca) ? ca : null,
                 ControlJudgePairwiseAccuracy = controlEval is not null && controlEval.TryGetValue("judge_pairwise_accuracy", out var cj) ? cj : null,
-                WinRateVsParent = M("win_rate"),
-                ControlWinRateVsParent = controlEval is not null && controlEval.TryGetValue("win_rate", out var cw) ? cw : null,
+                WinRateVsParent = VsParent(eval),
+                ControlWinRateVsParent = VsParent(controlEval),
+                WinRateVsBaseline = M("win_rate"),
+                ControlWinRateVsBaseline = controlEval is not null && controlEval.TryGetValue("win_rate", out var cw) ? cw : null,
             };
             if (t <= spec.Iterations && statuses.TryGetValue(t, out var s))
             {
@@ -158,6 +172,8 @@ public static class RunReportBuilder
         {
             RunId = runId, Name = spec.Name, State = run.State.ToString().ToLowerInvariant(), FailureReason = run.FailureReason,
             Seed = spec.Seed, PromptSource = spec.Prompts.Source, N = spec.Responses.N, K = spec.Judge.Samples,
+            Baseline = spec.Evaluation?.Evaluator == EvaluationSpec.JudgeWinRate ? spec.Evaluation.Baseline : null,
+            JudgeMode = spec.Evaluation?.Evaluator == EvaluationSpec.JudgeWinRate ? spec.Evaluation.JudgeMode : null,
             Iterations = entries, Leakage = leakage, HeldOutItems = heldOutItems,
             Duplicates = statuses.Values.Sum(s => s.Duplicates),
             Seconds = (run.UpdatedAt - run.CreatedAt).TotalSeconds,

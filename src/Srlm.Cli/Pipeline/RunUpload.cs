@@ -102,13 +102,19 @@ public static class RunUpload
                 field: "spec.evaluation.judge_model")
             : null;
 
+        // evaluation.baseline: "parent" and "m1" name checkpoints of the run; anything else is a folder, uploaded like the judge.
+        string? baseline = spec.Evaluation?.Baseline is { } bl && bl is not (EvaluationSpec.BaselineParent or EvaluationSpec.BaselineM1)
+            ? await Checkpoint(store, checkpoints, runId, $"{runId}/eval-baseline", -1, bl, null, Resolve, register: false, ct,
+                field: "spec.evaluation.baseline")
+            : spec.Evaluation?.Baseline;
+
         var stored = spec with
         {
             Models = spec.Models with { Base = isM1 ? null : startRef, M1 = isM1 ? startRef : null, Init = null, Tokenizer = null, PromptModel = promptModel, ChatTemplate = null },
             SeedData = new SeedDataSpec { Ift = ift, Eft = eft },
             Prompts = spec.Prompts with { PoolFile = pool },
             Judge = spec.Judge with { Template = template, TemplateFile = null },
-            Evaluation = spec.Evaluation is null ? null : spec.Evaluation with { HeldOut = heldOut, JudgePairs = judgePairs, JudgeModel = judgeModel },
+            Evaluation = spec.Evaluation is null ? null : spec.Evaluation with { HeldOut = heldOut, JudgePairs = judgePairs, JudgeModel = judgeModel, Baseline = baseline! },
         };
         RunSpecValidator.ThrowIfInvalid(stored);
 

@@ -323,6 +323,22 @@ public sealed record EvaluationSpec
     /// `srlm start` (stored as checkpoint:ID). Null = the run's M1, the same judge for every checkpoint of the run.</summary>
     public string? JudgeModel { get; init; }
 
+    public const string BaselineParent = "parent";
+    public const string BaselineM1 = "m1";
+
+    /// <summary>Whom every checkpoint plays under <see cref="JudgeWinRate"/>: "parent" (M_{t-1}, C_{t-1}), "m1" (the run's
+    /// M1, as the paper met its SFT baseline: M1 itself gets no score), or a checkpoint folder relative to the spec,
+    /// uploaded by `srlm start` (stored as checkpoint:ID).</summary>
+    public string Baseline { get; init; } = BaselineParent;
+
+    public const string Pointwise = "pointwise";
+    public const string Pairwise = "pairwise";
+
+    /// <summary>How the fixed judge decides an item under <see cref="JudgeWinRate"/>: "pointwise" scores each answer with
+    /// the run's judge prompt (K samples, mean) and the higher mean wins; "pairwise" shows both answers in one prompt
+    /// (Srlm.Contracts.Judging.PairwiseJudging), once in each order, and counts a win only when both orders agree.</summary>
+    public string JudgeMode { get; init; } = Pointwise;
+
     /// <summary>Held-out labelled answers for the judge's agreement (EFT-format JSONL with true scores); optional.</summary>
     public string? JudgePairs { get; init; }
 

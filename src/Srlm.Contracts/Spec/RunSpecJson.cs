@@ -217,6 +217,14 @@ public static class RunSpecValidator
             Check(e.MaxNewTokens >= 1, "evaluation.max_new_tokens", "must be >= 1");
             Check(e.JudgeModel is null || e.Evaluator == EvaluationSpec.JudgeWinRate, "evaluation.judge_model",
                 $"is the judge of evaluator \"{EvaluationSpec.JudgeWinRate}\" only (evaluator is \"{e.Evaluator}\")");
+            Check(e.JudgeMode is EvaluationSpec.Pointwise or EvaluationSpec.Pairwise, "evaluation.judge_mode",
+                $"must be \"{EvaluationSpec.Pointwise}\" or \"{EvaluationSpec.Pairwise}\"");
+            Check(!string.IsNullOrWhiteSpace(e.Baseline), "evaluation.baseline",
+                $"must be \"{EvaluationSpec.BaselineParent}\", \"{EvaluationSpec.BaselineM1}\" or a checkpoint folder");
+            Check(e.JudgeMode == EvaluationSpec.Pointwise || e.Evaluator == EvaluationSpec.JudgeWinRate, "evaluation.judge_mode",
+                $"applies to evaluator \"{EvaluationSpec.JudgeWinRate}\" only (evaluator is \"{e.Evaluator}\")");
+            Check(e.Baseline == EvaluationSpec.BaselineParent || e.Evaluator == EvaluationSpec.JudgeWinRate, "evaluation.baseline",
+                $"applies to evaluator \"{EvaluationSpec.JudgeWinRate}\" only (evaluator is \"{e.Evaluator}\")");
         }
         return errors;
     }

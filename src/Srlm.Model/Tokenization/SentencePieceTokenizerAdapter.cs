@@ -45,8 +45,10 @@ public sealed class SentencePieceTokenizerAdapter : ITokenizer
         return new SentencePieceTokenizerAdapter(File.ReadAllBytes(path), config ?? new TokenizerConfig(), path);
     }
 
-    public IReadOnlyList<int> Encode(string text, bool addBos = false, bool addEos = false) =>
-        _sp.EncodeToIds(text, addBos && BosId is not null, addEos && EosId is not null);
+    // Microsoft.ML.Tokenizers returns no ids at all for an empty text, even when asked for BOS/EOS; SentencePiece gives [BOS].
+    public IReadOnlyList<int> Encode(string text, bool addBos = false, bool addEos = false) => text.Length > 0
+        ? _sp.EncodeToIds(text, addBos && BosId is not null, addEos && EosId is not null)
+        : [.. addBos && BosId is { } b ? [b] : Array.Empty<int>(), .. addEos && EosId is { } e ? [e] : Array.Empty<int>()];
 
     public string Decode(IEnumerable<int> ids, bool skipSpecial = true) =>
         _sp.Decode(skipSpecial ? ids.Where(i => !_special.Contains(i)) : ids, considerSpecialTokens: !skipSpecial);

@@ -90,7 +90,7 @@ public sealed class MultiProcessRun : IAsyncDisposable
             pending = pending.Where((_, i) => probes[i].ExitCode != 0).ToList();
             if (pending.Count > 0) await Task.Delay(500);
             return pending.Count == 0;
-        }, TimeSpan.FromMinutes(3), "every service process is healthy");
+        }, TimeSpan.FromMinutes(6), "every service process is healthy"); // about 3 minutes were seen at a load average of 70
     }
 
     public ServiceProcess Service(string name) => Harness.Processes.Single(p => p.Name == name);

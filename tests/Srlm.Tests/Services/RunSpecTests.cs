@@ -49,6 +49,10 @@ public class RunSpecTests
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "training": { "dpo": { "replay_per_pair": -1 } } }""", "spec.training.dpo.replay_per_pair: must be >= 0")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "evaluator": "x" } }""", "spec.evaluation.held_out: required")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "held_out": "h", "evaluator": "addition", "judge_model": "j" } }""", "spec.evaluation.judge_model: is the judge of evaluator \"judge_win_rate\" only (evaluator is \"addition\")")]
+    [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "held_out": "h", "evaluator": "judge_win_rate", "judge_mode": "both" } }""", "spec.evaluation.judge_mode: must be \"pointwise\" or \"pairwise\"")]
+    [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "held_out": "h", "evaluator": "addition", "judge_mode": "pairwise" } }""", "spec.evaluation.judge_mode: applies to evaluator \"judge_win_rate\" only")]
+    [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "held_out": "h", "evaluator": "addition", "baseline": "m1" } }""", "spec.evaluation.baseline: applies to evaluator \"judge_win_rate\" only")]
+    [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "evaluation": { "held_out": "h", "evaluator": "judge_win_rate", "baseline": " " } }""", "spec.evaluation.baseline: must be \"parent\", \"m1\" or a checkpoint folder")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "schema_version": 99 }""", "spec.schema_version: must be between 1 and")]
     public void Each_invalid_field_is_named_in_the_error(string json, string expected)
     {
