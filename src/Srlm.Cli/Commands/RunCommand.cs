@@ -45,19 +45,67 @@ public sealed class RunCommand : ICommand
         return result.State == RunState.Completed ? 0 : 1;
     }
 
+    /// <summary>The closing summary. On a terminal a table; when stdout is not a terminal (CI logs, `| tee`), where a
+    /// table would be squeezed to 80 columns and every cell wrapped, plain text aligned at its full width.</summary>
     public static void PrintSummary(RunReport r, string dir)
+    {
+        if (Console.IsOutputRedirected)
+        {
+            Console.Out.Write(SummaryText(r, dir));
+            Console.Out.Flush();
+            return;
+        }
+        var (headers, rows) = SummaryCells(r);
+        var table = new Table().Title($"{r.RunId}: {r.State}");
+        foreach (var c in headers) table.AddColumn(c);
+        foreach (var row in rows) table.AddRow(row.Select(Markup.Escape).ToArray());
+        AnsiConsole.Write(table);
+        if (r.FailureReason is not null) AnsiConsole.MarkupLineInterpolated($"[red]failed:[/] {r.FailureReason}");
+        AnsiConsole.MarkupLineInterpolated($"{Footer(r, dir)}");
+    }
+
+    /// <summary>The summary as plain text: a title line, the table with every column as wide as its widest cell (one
+    /// line per model, never wrapped), then the footer.</summary>
+    public static string SummaryText(RunReport r, string dir)
+    {
+        var (headers, rows) = SummaryCells(r);
+        var widths = headers.Select((h, i) => rows.Select(row => row[i].Length).Append(h.Length).Max()).ToArray();
+        string Line(IReadOnlyList<string> cells) =>
+            string.Join("  ", cells.Select((c, i) => i == 0 ? c.PadRight(widths[i]) : c.PadLeft(widths[i]))).TrimEnd();
+        var sb = new System.Text.StringBuilder();
+        sb.Append($"{r.RunId}: {r.State}\n");
+        sb.Append(Line(headers)).Append('\n');
+        sb.Append(string.Join("  ", widths.Select(w => new string('-', w)))).Append('\n');
+        foreach (var row in rows) sb.Append(Line(row)).Append('\n');
+        if (r.FailureReason is not null) sb.Append($"failed: {r.FailureReason}\n");
+        sb.Append(Footer(r, dir)).Append('\n');
+        return sb.ToString();
+    }
+
+    private static string Footer(RunReport r, string dir) =>
+        $"leakage {r.Leakage} of {r.HeldOutItems} held-out items, duplicates {r.Duplicates}; report: {Path.Combine(dir, "report.md")}";
+
+    /// <summary>Column headers and one row of cells per model; the control and win-rate columns only when the run measured them.</summary>
+    private static (string[] Headers, List<string[]> Rows) SummaryCells(RunReport r)
     {
         static string F(double? v) => v?.ToString("0.000", CultureInfo.InvariantCulture) ?? "-";
         static string L(long? v) => v?.ToString(CultureInfo.InvariantCulture) ?? "-";
-        var table = new Table().Title($"{r.RunId}: {r.State}");
-        foreach (var c in new[] { "model", "accuracy", "judge acc", "prompts", "candidates", "judgments", "unparseable", "pairs", "ties", "other", "too long", "resp tok", "DPO acc", "s" })
-            table.AddColumn(c);
-        foreach (var e in r.Iterations)
-            table.AddRow(e.Model, F(e.Accuracy), F(e.JudgePairwiseAccuracy), L(e.Prompts), L(e.Candidates), L(e.Judgments), L(e.Unparseable), L(e.Pairs),
-                L(e.DroppedTies), L(e.DroppedOther), L(e.TooLong), e.MeanResponseTokens?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-", F(e.DpoRewardsAccuracies),
-                e.Seconds?.ToString("0", CultureInfo.InvariantCulture) ?? "-");
-        AnsiConsole.Write(table);
-        if (r.FailureReason is not null) AnsiConsole.MarkupLineInterpolated($"[red]failed:[/] {r.FailureReason}");
-        AnsiConsole.MarkupLineInterpolated($"leakage {r.Leakage} of {r.HeldOutItems} held-out items, duplicates {r.Duplicates}; report: {Path.Combine(dir, "report.md")}");
+        var columns = new List<(string Header, Func<ModelEntry, string> Cell)>
+        {
+            ("model", e => e.Model), ("accuracy", e => F(e.Accuracy)),
+        };
+        if (r.Iterations.Any(e => e.ControlAccuracy is not null)) columns.Add(("control", e => F(e.ControlAccuracy)));
+        if (r.Iterations.Any(e => e.WinRateVsParent is not null)) columns.Add(("win vs parent", e => F(e.WinRateVsParent)));
+        if (r.Baseline is not (null or Srlm.Contracts.Spec.EvaluationSpec.BaselineParent) && r.Iterations.Any(e => e.WinRateVsBaseline is not null))
+            columns.Add(($"win vs {r.Baseline}", e => F(e.WinRateVsBaseline)));
+        columns.AddRange(new (string, Func<ModelEntry, string>)[]
+        {
+            ("judge acc", e => F(e.JudgePairwiseAccuracy)), ("prompts", e => L(e.Prompts)), ("candidates", e => L(e.Candidates)),
+            ("judgments", e => L(e.Judgments)), ("unparseable", e => L(e.Unparseable)), ("pairs", e => L(e.Pairs)), ("ties", e => L(e.DroppedTies)),
+            ("other", e => L(e.DroppedOther)), ("too long", e => L(e.TooLong)),
+            ("resp tok", e => e.MeanResponseTokens?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-"), ("DPO acc", e => F(e.DpoRewardsAccuracies)),
+            ("s", e => e.Seconds?.ToString("0", CultureInfo.InvariantCulture) ?? "-"),
+        });
+        return (columns.Select(c => c.Header).ToArray(), r.Iterations.Select(e => columns.Select(c => c.Cell(e)).ToArray()).ToList());
     }
 }

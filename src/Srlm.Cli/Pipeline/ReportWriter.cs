@@ -62,8 +62,13 @@ public static class ReportWriter
         Series(e => e.JudgePairwiseAccuracy, "judge pairwise accuracy");
         Series(e => e.WinRateVsParent, "win rate vs parent");
         if (r.Baseline is not (null or "parent")) Series(e => e.WinRateVsBaseline, $"win rate vs {r.Baseline}");
-        acc.Title("Held-out accuracy per model"); acc.XLabel("model index t (M_t)"); acc.YLabel("fraction");
-        acc.ShowLegend();
+        acc.Title("Held-out accuracy per model"); acc.XLabel("model"); acc.YLabel("fraction");
+        // One tick per model, named as the report names it (C_t beside M_t where a control arm ran; C1 is M1).
+        bool control = r.Iterations.Any(e => e.ControlAccuracy is not null || e.ControlWinRateVsBaseline is not null);
+        acc.Axes.Bottom.SetTicks(xs, r.Iterations.Select(e => control && e.Iteration > 1 ? $"{e.Model} / C{e.Iteration}" : e.Model).ToArray());
+        if (xs.Length > 0) acc.Axes.SetLimitsX(xs.Min() - 0.5, xs.Max() + 0.5);
+        // The legend sits in its own panel right of the data area, never over a point.
+        acc.ShowLegend(ScottPlot.Edge.Right);
         files.Add(Save(acc, dir, "accuracy.png"));
 
         var len = new ScottPlot.Plot();
