@@ -17,9 +17,13 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
         _cache = new ModelCache(mb * 1024 * 1024, (id, ct) => checkpoints.MaterializeAsync(id, null, ct));
     }
 
-    public async Task<ITextModel> GetAsync(string checkpointId, CancellationToken ct)
+    public Task<ITextModel> GetAsync(string checkpointId, CancellationToken ct) => GetAsync(checkpointId, null, ct);
+
+    public async Task<ITextModel> GetAsync(string checkpointId, string? dtype, CancellationToken ct)
     {
-        using var lease = await _cache.AcquireAsync(checkpointId, ct);
+        var type = dtype is null ? TorchSharp.torch.ScalarType.Float32
+            : ModelDtype.TryParse(dtype) ?? throw new ArgumentException($"spec.models.dtype: must be one of {string.Join(", ", ModelDtype.Names)}, got '{dtype}'");
+        using var lease = await _cache.AcquireAsync(checkpointId, ct, type);
         return new CachedTextModel(_cache, lease.Model);
     }
 
@@ -50,7 +54,7 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
         public async Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken ct)
         {
             var results = new GenerationResult[requests.Count];
-            using var lease = await cache.AcquireAsync(CheckpointId, ct);
+            using var lease = await cache.AcquireAsync(CheckpointId, ct, served.Dtype);
             // One model call per sampling setting; requests with the same prompt share one prefill.
             foreach (var group in requests.Select((r, i) => (r, i)).GroupBy(x => (x.r.Temperature, x.r.TopP, x.r.MaxNewTokens, x.r.Raw, Stop: string.Join('\u0001', x.r.Stop))))
             {

@@ -40,4 +40,8 @@ public interface ITextModel
 public interface IModelProvider
 {
     Task<ITextModel> GetAsync(string checkpointId, CancellationToken ct);
+
+    /// <summary>The model with its weights in <paramref name="dtype"/> (the run spec's models.dtype: "float32" or null,
+    /// "bfloat16", "float16"). A provider that holds one dtype only answers with it.</summary>
+    Task<ITextModel> GetAsync(string checkpointId, string? dtype, CancellationToken ct) => GetAsync(checkpointId, ct);
 }

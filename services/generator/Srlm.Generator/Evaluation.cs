@@ -126,7 +126,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
         if (await store.GetAsync<EvaluationRecord>(id, ct) is null)
         {
             var started = DateTimeOffset.UtcNow;
-            var model = await models.GetAsync(m.CheckpointId, ct);
+            var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
             var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
             var examples = new List<object>();
 
@@ -216,10 +216,10 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
     private async Task WinRateAsync(RunSpec spec, EvaluateCheckpoint m, string baselineId, bool baselineIsParent, IReadOnlyList<string> heldOut,
         IReadOnlyList<GenerationResult> answers, Dictionary<string, double> metrics, List<object> examples, CancellationToken ct)
     {
-        var baseline = await models.GetAsync(baselineId, ct);
+        var baseline = await models.GetAsync(baselineId, spec.Models.Dtype, ct);
         var baselineAnswers = await GreedyAnswersAsync(baseline, spec, m.RunId, baselineId, heldOut, ct);
         var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : Ids.StartCheckpoint(m.RunId, isM1: true);
-        var judge = await models.GetAsync(judgeId, ct);
+        var judge = await models.GetAsync(judgeId, spec.Models.Dtype, ct);
         var contested = Enumerable.Range(0, heldOut.Count).Where(i => answers[i].Text != baselineAnswers[i].Text).ToList();
 
         int wins = 0, losses = 0, ties = heldOut.Count - contested.Count, unjudged = 0;

@@ -89,7 +89,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         var seedInstructions = await SeedInstructionsAsync(specs, spec, ct);
         var earlier = await EarlierPromptsAsync(m.RunId, m.Iteration, ct);
         var checkpointId = spec.Models.PromptModel is { } pm ? SpecRefs.CheckpointId(pm, "models.prompt_model") : m.CheckpointId;
-        var model = await models.GetAsync(checkpointId, ct);
+        var model = await models.GetAsync(checkpointId, spec.Models.Dtype, ct);
         var s = spec.Prompts.Sampling;
         var requests = Enumerable.Range(0, count).Select(i =>
         {
@@ -183,7 +183,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
         var missing = Enumerable.Range(0, n).Where(i => stored.All(c => c.Index != i)).ToList();
         if (missing.Count > 0)
         {
-            var model = await models.GetAsync(m.CheckpointId, ct);
+            var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
             var requests = missing.Select(i => CandidateRequests.Of(spec, m.RunId, m.PromptId, prompt.Text, i)).ToList();
             var results = await model.GenerateAsync(requests, ct);
             int promptTokens = model.CountPromptTokens(prompt.Text); // untruncated, as the pair rules count it

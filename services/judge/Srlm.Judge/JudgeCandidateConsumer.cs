@@ -30,7 +30,7 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
         var missing = Enumerable.Range(0, k).Where(i => stored.All(j => j.SampleIndex != i)).ToList();
         if (missing.Count > 0)
         {
-            var model = await models.GetAsync(m.CheckpointId, ct);
+            var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
             var samples = await Judging.SampleAsync(model, spec, m.RunId, prompt.Text, candidate.Text, m.CandidateId, missing, ct);
             foreach (var s in samples)
             {

@@ -44,7 +44,7 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
                 (promptTokens, contextLength) = (pt, cl);
             else
             {
-                var model = await models.GetAsync(m.CheckpointId, ct);
+                var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
                 (promptTokens, contextLength) = (model.CountPromptTokens(prompt.Text), model.ContextLength);
             }
             int maxTokens = spec.Pairs.MaxTokens ?? spec.Training.ContextLength ?? contextLength;

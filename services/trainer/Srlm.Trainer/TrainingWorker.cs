@@ -353,7 +353,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
             var prompts = (await store.GetManyAsync<PromptRecord>(mainPairs.Select(p => p.PromptId).Distinct(StringComparer.Ordinal), ct))
                 .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
-            var model = await models.GetAsync(inputId, ct);
+            var model = await models.GetAsync(inputId, spec.Models.Dtype, ct);
             int n = spec.Responses.N;
             var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => CandidateRequests.Of(spec, job.RunId, p.Id, p.Text, i, "control-candidate"))).ToList();
             var texts = await model.GenerateAsync(requests, ct);

@@ -63,7 +63,7 @@ public static class JudgementAudit
                             ?? throw new StoreIntegrityException($"judgement {group.First().Id}: candidate {group.Key.CandidateId} is not stored");
             var prompt = await store.GetAsync<PromptRecord>(candidate.PromptId, ct)
                          ?? throw new StoreIntegrityException($"candidate {candidate.Id}: prompt {candidate.PromptId} is not stored");
-            var model = await models.GetAsync(group.Key.CheckpointId, ct);
+            var model = await models.GetAsync(group.Key.CheckpointId, spec.Models.Dtype, ct);
             var judgements = group.OrderBy(j => j.SampleIndex).ToList();
             var again = await Judging.SampleAsync(model, spec, runId, prompt.Text, candidate.Text, candidate.Id, judgements.Select(j => j.SampleIndex).ToList(), ct);
             foreach (var (stored, now) in judgements.Zip(again))

@@ -73,6 +73,11 @@ public sealed record ModelsSpec
     /// <summary>A fixed model that writes the new prompts (the paper used a separate model); null = M_t.</summary>
     public string? PromptModel { get; init; }
 
+    /// <summary>The dtype every inference of the run (prompts, candidates, judgements, evaluation) holds weights and
+    /// multiplies in: "float32" (null: the default, whatever the checkpoints store), "bfloat16" or "float16". Training
+    /// always keeps float32 master weights, and checkpoints are saved in the dtype of the checkpoint they came from.</summary>
+    public string? Dtype { get; init; }
+
     /// <summary>A Jinja chat template file that replaces the checkpoint folder's own (chat_template.jinja or
     /// tokenizer_config.json's chat_template). `srlm start` writes it into the uploaded starting checkpoint (and
     /// the prompt model) as chat_template.jinja, so every later checkpoint of the run carries it.</summary>

@@ -107,6 +107,7 @@ public static class RunSpecValidator
             int given = (spec.Models.Base is null ? 0 : 1) + (spec.Models.M1 is null ? 0 : 1) + (spec.Models.Init is null ? 0 : 1);
             Check(given >= 1, "models", "needs `base` (M0, SFT'd in the run), `init` (a new model trained from scratch) or `m1`");
             Check(given <= 1, "models.m1", "give exactly one of `base`, `init` and `m1`");
+            Check(spec.Models.Dtype is null or "float32" or "bfloat16" or "float16", "models.dtype", $"must be \"float32\", \"bfloat16\" or \"float16\", got \"{spec.Models.Dtype}\"");
             Check(spec.Models.ChatTemplate is null || spec.Models.Init is null, "models.chat_template", "applies to a checkpoint folder (models.base or models.m1), not to models.init");
             if (spec.Models.Init is { } init)
             {

@@ -41,6 +41,7 @@ public class RunSpecTests
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "iterations": 0 }""", "spec.iterations: must be >= 1 when models.m1")]
     [InlineData("""{ "models": { "init": { "heads": 3 } }, "seed_data": { "ift": "i" } }""", "spec.models.init.heads: must be >= 1 and divide hidden_size")]
     [InlineData("""{ "models": { "m1": "m", "base": "b" }, "seed_data": { "ift": "i" } }""", "spec.models.m1: give exactly one of")]
+    [InlineData("""{ "models": { "m1": "m", "dtype": "fp8" }, "seed_data": { "ift": "i" } }""", "spec.models.dtype: must be \"float32\", \"bfloat16\" or \"float16\", got \"fp8\"")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { } }""", "spec.seed_data.ift: required by prompts.source")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "prompts": { "source": "pool" } }""", "spec.prompts.pool_file: required")]
     [InlineData("""{ "models": { "m1": "m" }, "seed_data": { "ift": "i" }, "prompts": { "source": "web" } }""", "spec.prompts.source: must be one of")]
