@@ -19,6 +19,12 @@ public interface IJournalStore
 {
     /// <summary>Append an entry; same id again: Unchanged (the first is kept). Sequence is assigned by the store.</summary>
     Task<WriteOutcome> AppendJournalAsync(JournalEntry entry, CancellationToken ct = default);
+    /// <summary>
+    /// <see cref="AppendJournalAsync"/> for several entries in one round trip (SQLite: one transaction; all or nothing),
+    /// sequences in input order; an id already stored, or repeated in the list, is Unchanged (the first is kept).
+    /// Outcomes in input order. The bus's journal writer batches the entries of concurrent messages through it.
+    /// </summary>
+    Task<IReadOnlyList<WriteOutcome>> AppendJournalManyAsync(IReadOnlyList<JournalEntry> entries, CancellationToken ct = default);
     Task<IReadOnlyList<JournalEntry>> QueryJournalAsync(JournalQuery query, CancellationToken ct = default);
     Task<long> CountJournalAsync(JournalQuery query, CancellationToken ct = default);
 }

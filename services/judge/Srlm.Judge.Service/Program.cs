@@ -2,12 +2,6 @@
 // service's consumers. The service itself lives in the Srlm.Judge library, so the same code runs in its own
 // process or container and inside `srlm run`. `srlm-judge --health` probes a running instance.
 using Srlm.Judge;
-using Srlm.Messaging.Bus;
 using Srlm.Messaging.Hosting;
 
-return await SrlmHost.RunAsync(args, "judge", builder =>
-{
-    builder.Services.AddSrlmInfrastructure(builder.Configuration);
-    builder.Services.AddSrlmBus(builder.Configuration, bus => bus.AddJudgeConsumers());
-    builder.Services.AddJudge();
-});
+return await SrlmHost.RunAsync(args, "judge", builder => builder.Services.AddJudgeService(builder.Configuration));

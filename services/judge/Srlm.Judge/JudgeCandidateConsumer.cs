@@ -32,25 +32,31 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
         {
             var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
             var samples = await Judging.SampleAsync(model, spec, m.RunId, prompt.Text, candidate.Text, m.CandidateId, missing, ct);
-            foreach (var s in samples)
+            var records = samples.Select(s => new JudgementRecord
             {
-                var outcome = await store.PutAsync(new JudgementRecord
-                {
-                    Id = Ids.Judgement(m.CandidateId, s.SampleIndex),
-                    RunId = m.RunId,
-                    Iteration = m.Iteration,
-                    PromptId = m.PromptId,
-                    CandidateId = m.CandidateId,
-                    SampleIndex = s.SampleIndex,
-                    RawText = s.RawText,
-                    Score = s.Parsed.Score,
-                    Seed = s.Seed,
-                    CheckpointId = m.CheckpointId,
-                }, ct);
-                if (outcome == WriteOutcome.Conflict) LogConflict(log, m.RunId, m.CandidateId, s.SampleIndex);
-                if (!s.Parsed.IsValid) LogUnparseable(log, m.RunId, m.Iteration, m.CandidateId, s.SampleIndex, s.Parsed.Error ?? "?");
+                Id = Ids.Judgement(m.CandidateId, s.SampleIndex),
+                RunId = m.RunId,
+                Iteration = m.Iteration,
+                PromptId = m.PromptId,
+                CandidateId = m.CandidateId,
+                SampleIndex = s.SampleIndex,
+                RawText = s.RawText,
+                Score = s.Parsed.Score,
+                Seed = s.Seed,
+                CheckpointId = m.CheckpointId,
+            }).ToList();
+            // The K samples in one store call (one transaction on SQLite).
+            var outcomes = await store.PutManyAsync(records, ct);
+            for (int i = 0; i < samples.Count; i++)
+            {
+                if (outcomes[i] == WriteOutcome.Conflict) LogConflict(log, m.RunId, m.CandidateId, samples[i].SampleIndex);
+                if (!samples[i].Parsed.IsValid) LogUnparseable(log, m.RunId, m.Iteration, m.CandidateId, samples[i].SampleIndex, samples[i].Parsed.Error ?? "?");
             }
-            stored = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct);
+            // Inserted or Unchanged: what is stored is what was written, so the list read before plus these records is
+            // the stored set. A Conflict (a concurrent duplicate wrote different content first) is read back instead.
+            stored = outcomes.Contains(WriteOutcome.Conflict)
+                ? await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct)
+                : stored.Concat(records).OrderBy(j => j.Id, StringComparer.Ordinal).ToList();
         }
 
         // The event reports what is stored (a concurrent duplicate may have written first).

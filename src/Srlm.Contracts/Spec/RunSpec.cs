@@ -200,7 +200,8 @@ public sealed record JudgeSpec
     /// <summary>K judgement samples per candidate; the score is the mean of the valid ones.</summary>
     public int Samples { get; init; } = 3;
 
-    /// <summary>Inline template with {instruction} and {response} placeholders; null = the default additive 5-point rubric.</summary>
+    /// <summary>Inline template with {instruction} and {response} placeholders, or the name of a built-in one ("paper":
+    /// the paper's Figure 2 rubric in our words, Srlm.Contracts.Judging.JudgePrompt); null = "paper".</summary>
     public string? Template { get; init; }
 
     /// <summary>Template file (relative to the spec); `srlm start` inlines it into Template.</summary>

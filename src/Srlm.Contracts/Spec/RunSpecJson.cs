@@ -173,7 +173,7 @@ public static class RunSpecValidator
             Check(j.MaxScore >= 1, "judge.max_score", "must be >= 1");
             Check(j.MaxBatch >= 1, "judge.max_batch", "must be >= 1");
             Check(j.Template is null || j.TemplateFile is null, "judge.template_file", "give either `template` or `template_file`, not both");
-            if (j.Template is not null)
+            if (j.Template is not null && !Judging.JudgePrompt.BuiltIn.ContainsKey(j.Template))
             {
                 Check(j.Template.Contains("{instruction}", StringComparison.Ordinal), "judge.template", "must contain {instruction}");
                 Check(j.Template.Contains("{response}", StringComparison.Ordinal), "judge.template", "must contain {response}");

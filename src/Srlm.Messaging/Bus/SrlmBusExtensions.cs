@@ -30,6 +30,7 @@ public static class SrlmBusExtensions
         ArgumentNullException.ThrowIfNull(addConsumers);
         var options = services.FindSrlmOptions() ?? SrlmOptions.FromConfiguration(configuration);
         services.TryAddSingleton(options);
+        services.TryAddSingleton<Srlm.Messaging.Journal.JournalWriter>();
 
         services.AddMassTransit(x =>
         {

@@ -20,11 +20,15 @@ public class NonIdempotentStore : DispatchProxy
         return proxy;
     }
 
+    private static JudgementRecord Careless(JudgementRecord j) => j with { Id = $"{j.Id}~{Guid.NewGuid():N}" };
+
     protected override object? Invoke(MethodInfo? method, object?[]? args)
     {
         ArgumentNullException.ThrowIfNull(method);
         if (method.Name == nameof(IArtifactStore.PutAsync) && args?[0] is JudgementRecord j)
-            args[0] = j with { Id = $"{j.Id}~{Guid.NewGuid():N}" };
+            args[0] = Careless(j);
+        else if (method.Name == nameof(IArtifactStore.PutManyAsync) && args?[0] is IReadOnlyList<JudgementRecord> many)
+            args[0] = many.Select(Careless).ToList();
         else if (method.Name == nameof(IArtifactStore.ListAsync) && method.IsGenericMethod && method.GetGenericArguments()[0] == typeof(JudgementRecord))
             return Task.FromResult<IReadOnlyList<JudgementRecord>>([]);
         try

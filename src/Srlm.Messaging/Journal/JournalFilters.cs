@@ -52,7 +52,7 @@ public static class JournalEntries
 /// <summary>Journals a consumed message AFTER its consumer succeeded (inside the consume pipeline, so a failed
 /// append fails the message and it is retried: the message is acknowledged only once handled and journaled).
 /// The entry id is "{messageId}/consumed/{queue}": a redelivered message is journaled once.</summary>
-public sealed partial class JournalConsumeFilter<T>(IArtifactStore store, SrlmOptions options, ILogger<JournalConsumeFilter<T>> log)
+public sealed partial class JournalConsumeFilter<T>(JournalWriter journal, SrlmOptions options, ILogger<JournalConsumeFilter<T>> log)
     : IFilter<ConsumeContext<T>> where T : class
 {
     public async Task Send(ConsumeContext<T> context, IPipe<ConsumeContext<T>> next)
@@ -60,7 +60,7 @@ public sealed partial class JournalConsumeFilter<T>(IArtifactStore store, SrlmOp
         await next.Send(context);
         var endpoint = JournalEntries.EndpointName(context.ReceiveContext.InputAddress);
         var entry = JournalEntries.Create(context.MessageId, context.ConversationId, context.CorrelationId, context.Message, JournalDirection.Consumed, endpoint, options, context.Headers);
-        await store.AppendJournalAsync(entry, context.CancellationToken);
+        await journal.AppendAsync(entry, context.CancellationToken);
         LogConsumed(log, entry.MessageType, entry.MessageId, entry.RunId, entry.Iteration, endpoint);
     }
 
@@ -71,31 +71,44 @@ public sealed partial class JournalConsumeFilter<T>(IArtifactStore store, SrlmOp
 }
 
 /// <summary>Journals a published message once the broker accepted it. Id "{messageId}/published".</summary>
-public sealed class JournalPublishFilter<T>(IArtifactStore store, SrlmOptions options) : IFilter<PublishContext<T>> where T : class
+public sealed class JournalPublishFilter<T>(JournalWriter journal, SrlmOptions options) : IFilter<PublishContext<T>> where T : class
 {
     public async Task Send(PublishContext<T> context, IPipe<PublishContext<T>> next)
     {
         context.ConversationId ??= NewId.NextGuid(); // so the journal has it now, not only the envelope
+        // MassTransit runs a publish through the send pipeline too: this filter journals it, the send filter leaves it.
+        context.GetOrAddPayload(() => JournaledAsPublished.Instance);
         await next.Send(context);
         var entry = JournalEntries.Create(context.MessageId, context.ConversationId, context.CorrelationId, context.Message, JournalDirection.Published,
             JournalEntries.EndpointName(context.DestinationAddress), options, context.Headers);
-        await store.AppendJournalAsync(entry, context.CancellationToken);
+        await journal.AppendAsync(entry, context.CancellationToken);
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("srlm-journal-publish");
 }
 
 /// <summary>Journals a sent command (Send to a queue) like a published one: id "{messageId}/published".</summary>
-public sealed class JournalSendFilter<T>(IArtifactStore store, SrlmOptions options) : IFilter<SendContext<T>> where T : class
+public sealed class JournalSendFilter<T>(JournalWriter journal, SrlmOptions options) : IFilter<SendContext<T>> where T : class
 {
     public async Task Send(SendContext<T> context, IPipe<SendContext<T>> next)
     {
+        if (context.TryGetPayload<JournaledAsPublished>(out _))
+        {
+            await next.Send(context); // a publish: JournalPublishFilter writes its entry (the same id) once the broker took it
+            return;
+        }
         context.ConversationId ??= NewId.NextGuid();
         await next.Send(context);
         var entry = JournalEntries.Create(context.MessageId, context.ConversationId, context.CorrelationId, context.Message, JournalDirection.Published,
             JournalEntries.EndpointName(context.DestinationAddress), options, context.Headers);
-        await store.AppendJournalAsync(entry, context.CancellationToken);
+        await journal.AppendAsync(entry, context.CancellationToken);
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("srlm-journal-send");
+}
+
+/// <summary>Marks a send context that belongs to a publish, whose journal entry the publish filter writes.</summary>
+internal sealed class JournaledAsPublished
+{
+    public static readonly JournaledAsPublished Instance = new();
 }

@@ -14,6 +14,15 @@ public sealed partial class MongoArtifactStore
         return d["value"].ToInt64();
     }
 
+    /// <summary>One entry after the other (each is its own idempotent insert with its own sequence number).</summary>
+    public async Task<IReadOnlyList<WriteOutcome>> AppendJournalManyAsync(IReadOnlyList<JournalEntry> entries, CancellationToken ct = default)
+    {
+        foreach (var e in entries) ArgumentException.ThrowIfNullOrWhiteSpace(e.Id);
+        var outcomes = new WriteOutcome[entries.Count];
+        for (int i = 0; i < entries.Count; i++) outcomes[i] = await AppendJournalAsync(entries[i], ct);
+        return outcomes;
+    }
+
     public Task<WriteOutcome> AppendJournalAsync(JournalEntry e, CancellationToken ct = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(e.Id);

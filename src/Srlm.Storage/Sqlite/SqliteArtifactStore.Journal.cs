@@ -22,6 +22,39 @@ public sealed partial class SqliteArtifactStore
         }, ct);
     }
 
+    public Task<IReadOnlyList<WriteOutcome>> AppendJournalManyAsync(IReadOnlyList<JournalEntry> entries, CancellationToken ct = default)
+    {
+        foreach (var e in entries) ArgumentException.ThrowIfNullOrWhiteSpace(e.Id);
+        return InWriteTransaction((c, tx) =>
+        {
+            using var ins = Cmd(c, """
+                INSERT INTO journal(id, message_id, conversation_id, correlation_id, message_type, direction, endpoint, headers_json, body_json, time, host, run_id, iteration)
+                VALUES($id, $mid, $conv, $corr, $type, $dir, $ep, $hdr, $body, $time, $host, $run, $t) ON CONFLICT(id) DO NOTHING
+                """, tx, ("$id", ""), ("$mid", ""), ("$conv", null), ("$corr", null), ("$type", ""), ("$dir", ""), ("$ep", null), ("$hdr", ""),
+                ("$body", ""), ("$time", ""), ("$host", null), ("$run", null), ("$t", null));
+            var outcomes = new WriteOutcome[entries.Count];
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var e = entries[i];
+                ins.Parameters["$id"].Value = e.Id;
+                ins.Parameters["$mid"].Value = e.MessageId;
+                ins.Parameters["$conv"].Value = (object?)e.ConversationId ?? DBNull.Value;
+                ins.Parameters["$corr"].Value = (object?)e.CorrelationId ?? DBNull.Value;
+                ins.Parameters["$type"].Value = e.MessageType;
+                ins.Parameters["$dir"].Value = e.Direction.ToString();
+                ins.Parameters["$ep"].Value = (object?)e.Endpoint ?? DBNull.Value;
+                ins.Parameters["$hdr"].Value = ArtifactJson.Serialize(e.Headers);
+                ins.Parameters["$body"].Value = e.BodyJson;
+                ins.Parameters["$time"].Value = ArtifactJson.Time(e.Time);
+                ins.Parameters["$host"].Value = (object?)e.Host ?? DBNull.Value;
+                ins.Parameters["$run"].Value = (object?)e.RunId ?? DBNull.Value;
+                ins.Parameters["$t"].Value = (object?)e.Iteration ?? DBNull.Value;
+                outcomes[i] = ins.ExecuteNonQuery() == 1 ? WriteOutcome.Inserted : WriteOutcome.Unchanged;
+            }
+            return (IReadOnlyList<WriteOutcome>)outcomes;
+        }, ct);
+    }
+
     private static (string Where, (string, object?)[] Args) JournalFilter(JournalQuery q) =>
         ("""
          ($run IS NULL OR run_id=$run) AND ($t IS NULL OR iteration=$t) AND ($type IS NULL OR message_type=$type)

@@ -21,7 +21,7 @@ public sealed class OtlpListener : IDisposable
     {
         for (int attempt = 0; ; attempt++)
         {
-            Port = Infrastructure.RabbitMqBroker.FreePort();
+            Port = Srlm.LocalBroker.RabbitMqBroker.FreePort();
             _listener.Prefixes.Clear();
             _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
             try { _listener.Start(); break; }

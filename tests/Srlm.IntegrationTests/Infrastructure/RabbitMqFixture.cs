@@ -1,3 +1,5 @@
+using Srlm.LocalBroker;
+
 namespace Srlm.IntegrationTests.Infrastructure;
 
 /// <summary>xunit fixture: one broker for a test class (IAsyncLifetime starts and stops it). Tests call
@@ -15,7 +17,7 @@ public class RabbitMqFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        (Broker, SkipReason) = await RabbitMqBroker.StartAsync(NeedRestart);
+        (Broker, SkipReason) = await RabbitMqBroker.StartAsync(NeedRestart, ContainerBroker.TryStartAsync);
         if (SkipReason is not null) Console.Error.WriteLine($"[rabbitmq] {SkipReason}");
     }
 

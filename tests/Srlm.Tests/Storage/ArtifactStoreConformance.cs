@@ -239,6 +239,32 @@ public abstract class ArtifactStoreConformance
     }
 
     [SkippableFact]
+    public async Task Journal_appends_many_in_input_order_once_per_entry_id()
+    {
+        await using var store = await OpenFreshAsync();
+        var t0 = Clock.GetUtcNow();
+        var stored = Make.Journal(Run, 1, "m0", "JudgeCandidate", JournalDirection.Published, t0);
+        Assert.Equal(WriteOutcome.Inserted, await store.AppendJournalAsync(stored));
+        var batch = new[]
+        {
+            Make.Journal(Run, 1, "m1", "JudgeCandidate", JournalDirection.Consumed, t0.AddSeconds(1)),
+            stored with { Time = t0.AddSeconds(9) },
+            Make.Journal(Run, 1, "m2", "CandidateJudged", JournalDirection.Published, t0.AddSeconds(2)),
+            Make.Journal(Run, 1, "m1", "JudgeCandidate", JournalDirection.Consumed, t0.AddSeconds(3)),
+        };
+        Assert.Equal([WriteOutcome.Inserted, WriteOutcome.Unchanged, WriteOutcome.Inserted, WriteOutcome.Unchanged], await store.AppendJournalManyAsync(batch));
+        Assert.Empty(await store.AppendJournalManyAsync([]));
+
+        var all = await store.QueryJournalAsync(new JournalQuery { RunId = Run });
+        Assert.Equal(["m0", "m1", "m2"], all.Select(e => e.MessageId));
+        Assert.True(all.Zip(all.Skip(1)).All(p => p.First.Sequence < p.Second.Sequence));
+        Assert.Equal(t0, all[0].Time); // the first append of an id is kept
+        Assert.Equal(t0.AddSeconds(1), all[1].Time);
+        Assert.Equal("1", all[1].Headers["x-test"]);
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => store.AppendJournalManyAsync([batch[0] with { Id = "" }]));
+    }
+
+    [SkippableFact]
     public async Task A_job_left_running_by_a_dead_owner_is_reclaimed_after_its_heartbeat_goes_stale()
     {
         await using var store = await OpenFreshAsync();

@@ -2,12 +2,13 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Srlm.IntegrationTests.Infrastructure;
+namespace Srlm.LocalBroker;
 
-/// <summary>A RabbitMQ broker for one test class or collection. In order of preference: RABBITMQ_URI (an existing
-/// broker), a private node started from Debian's rabbitmq-server on free ports with its own data, log and cookie
-/// folders (restartable mid-test), or Testcontainers.RabbitMq where a Docker engine runs. When none can start,
-/// <see cref="SkipReason"/> says why: tests skip with it locally and FAIL when CI=true.</summary>
+/// <summary>A RabbitMQ broker for a test class or collection, or for a benchmark (`srlm bench pipeline`): the one launcher
+/// both use. In order of preference: RABBITMQ_URI (an existing broker), a private node started from Debian's
+/// rabbitmq-server on free ports with its own data, log and cookie folders (restartable mid-test), or a fallback the
+/// caller supplies (the integration tests pass Testcontainers.RabbitMq, used where a Docker engine runs). When none
+/// can start, the reason says why: tests skip with it locally and FAIL when CI=true.</summary>
 public abstract class RabbitMqBroker : IAsyncDisposable
 {
     /// <summary>amqp://user:pass@host:port/vhost, the form SRLM_BUS takes.</summary>
@@ -23,7 +24,10 @@ public abstract class RabbitMqBroker : IAsyncDisposable
     public abstract ValueTask DisposeAsync();
 
     /// <summary>Starts the best broker available, or returns (null, reason).</summary>
-    public static async Task<(RabbitMqBroker? Broker, string? SkipReason)> StartAsync(bool needRestart = false)
+    /// <param name="needRestart">the caller stops and restarts the broker (only a private node can be).</param>
+    /// <param name="fallback">tried last when the caller need not restart (e.g. a container where Docker runs).</param>
+    public static async Task<(RabbitMqBroker? Broker, string? SkipReason)> StartAsync(bool needRestart = false,
+        Func<Task<(RabbitMqBroker? Broker, string? Reason)>>? fallback = null)
     {
         var uri = Environment.GetEnvironmentVariable("RABBITMQ_URI");
         if (!string.IsNullOrWhiteSpace(uri) && !needRestart) return (new ExternalBroker(uri), null);
@@ -37,16 +41,17 @@ public abstract class RabbitMqBroker : IAsyncDisposable
         }
         else reasons.Add($"{PrivateRabbitMqNode.ServerPath} not installed (apt-get install rabbitmq-server)");
 
-        if (!needRestart)
+        if (!needRestart && fallback is not null)
         {
-            var (container, why) = await ContainerBroker.TryStartAsync();
-            if (container is not null) return (container, null);
-            reasons.Add(why!);
+            var (other, why) = await fallback();
+            if (other is not null) return (other, null);
+            reasons.Add(why ?? "the fallback broker did not start");
         }
         return (null, "no RabbitMQ broker: " + string.Join("; ", reasons));
     }
 
-    internal static int FreePort()
+    /// <summary>A TCP port free on the loopback interface now.</summary>
+    public static int FreePort()
     {
         using var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
@@ -54,32 +59,10 @@ public abstract class RabbitMqBroker : IAsyncDisposable
     }
 }
 
-internal sealed class ExternalBroker(string uri) : RabbitMqBroker
+public sealed class ExternalBroker(string uri) : RabbitMqBroker
 {
     public override string AmqpUri => uri;
     public override ValueTask DisposeAsync() => ValueTask.CompletedTask;
-}
-
-/// <summary>Testcontainers.RabbitMq, used only where a Docker engine answers.</summary>
-internal sealed class ContainerBroker(Testcontainers.RabbitMq.RabbitMqContainer container) : RabbitMqBroker
-{
-    public override string AmqpUri => container.GetConnectionString();
-
-    public static async Task<(RabbitMqBroker?, string?)> TryStartAsync()
-    {
-        var socket = Environment.GetEnvironmentVariable("DOCKER_HOST") is { Length: > 0 } ? null : "/var/run/docker.sock";
-        if (socket is not null && !File.Exists(socket)) return (null, "no Docker engine (no /var/run/docker.sock, DOCKER_HOST unset) for Testcontainers");
-        try
-        {
-            var c = new Testcontainers.RabbitMq.RabbitMqBuilder("rabbitmq:3.13-alpine").Build();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-            await c.StartAsync(timeout.Token);
-            return (new ContainerBroker(c), null);
-        }
-        catch (Exception e) { return (null, $"Testcontainers could not start RabbitMQ: {e.Message}"); }
-    }
-
-    public override async ValueTask DisposeAsync() => await container.DisposeAsync();
 }
 
 /// <summary>A private RabbitMQ node: /usr/lib/rabbitmq/bin/rabbitmq-server run directly (Debian's /usr/sbin
@@ -91,7 +74,7 @@ public sealed class PrivateRabbitMqNode : RabbitMqBroker
 {
     public const string ServerPath = "/usr/lib/rabbitmq/bin/rabbitmq-server";
     public const string CtlPath = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(300); // 120 s was not enough at a load average of 70
 
     private readonly string _dir;
     private readonly Dictionary<string, string> _env;
