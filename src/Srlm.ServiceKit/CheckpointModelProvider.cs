@@ -46,8 +46,13 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
 
         public int CountCompletionTokens(string completion) => _tokenizer.Encode(completion).Count;
 
+        /// <summary>A checkpoint with a chat template gets every prompt as a chat message, the raw few-shot
+        /// self-instruct text included (an instruct model is prompted in the format it was tuned on); Raw skips the
+        /// prompt layout only for checkpoints with one of our srlm.json layouts.</summary>
+        private bool Templated(bool raw) => !raw || _template.Chat is not null;
+
         private IReadOnlyList<int> Encode(string text, bool raw) =>
-            _tokenizer.Encode(raw ? text : _template.Format(text), addBos: raw ? _tokenizer.AddBos : _template.AddBos(_tokenizer));
+            Templated(raw) ? _tokenizer.Encode(_template.Format(text), addBos: _template.AddBos(_tokenizer)) : _tokenizer.Encode(text, addBos: _tokenizer.AddBos);
 
         public async Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken ct)
         {
@@ -57,7 +62,7 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
             foreach (var group in requests.Select((r, i) => (r, i)).GroupBy(x => (x.r.Temperature, x.r.TopP, x.r.MaxNewTokens, x.r.Raw, Stop: string.Join('\u0001', x.r.Stop))))
             {
                 var (temperature, topP, maxNew, raw, _) = group.Key;
-                var stops = group.First().r.Stop.Concat(raw ? [] : _template.StopStrings).Distinct().ToList();
+                var stops = group.First().r.Stop.Concat(Templated(raw) ? _template.StopStrings : []).Distinct().ToList();
                 var byPrompt = group.GroupBy(x => x.r.Prompt, StringComparer.Ordinal).ToList();
                 var modelRequests = new List<ModelRequest>();
                 var slots = new List<int[]>();
@@ -75,7 +80,7 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
                 var options = new SamplingOptions
                 {
                     Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = stops,
-                    StopTokenIds = raw ? [] : _template.StopTokenIds(_tokenizer),
+                    StopTokenIds = Templated(raw) ? _template.StopTokenIds(_tokenizer) : [],
                 };
                 var generated = await lease.Model.GenerateAsync(modelRequests, options, ct);
                 foreach (var g in generated)

@@ -33,6 +33,9 @@ public static class SelfInstruct
         var text = continuation.TrimStart();
         int nl = text.IndexOf('\n');
         if (nl >= 0) text = text[..nl];
+        // A chat model answering the few-shot text as a message may repeat the "Task n:" label.
+        var label = System.Text.RegularExpressions.Regex.Match(text, @"^Task \d+:\s*");
+        if (label.Success) text = text[label.Length..];
         int next = text.IndexOf(" Task ", StringComparison.Ordinal);
         if (next > 0 && next + 6 < text.Length && char.IsDigit(text[next + 6])) text = text[..next];
         return text.Trim();

@@ -61,7 +61,7 @@ internal sealed class Parser
     };
 
     private static readonly HashSet<string> Unsupported = ["raw", "filter", "with", "include", "import", "from", "extends", "block",
-        "call", "do", "autoescape", "trans", "generation", "endgeneration"];
+        "call", "do", "autoescape", "trans"];
 
     /// <summary>Statements until one of the end tags (left unconsumed, current token is its name).</summary>
     private List<Node> ParseBody(string[] endTags)
@@ -112,6 +112,15 @@ internal sealed class Parser
             case "for": return ParseFor(pos);
             case "set": return ParseSet(pos);
             case "macro": return ParseMacro(pos);
+            case "generation":
+            {
+                // transformers' AssistantTracker tag: marks the assistant's text for masks and renders its body.
+                ExpectBlockEnd();
+                var body = ParseBody(["endgeneration"]);
+                _i++;
+                ExpectBlockEnd();
+                return new IfNode(pos, [(new Const(pos, true), body)], null);
+            }
             case "break": ExpectBlockEnd(); return new BreakNode(pos);
             case "continue": ExpectBlockEnd(); return new ContinueNode(pos);
             default:

@@ -75,6 +75,7 @@ public class PromptFilterTests
         Assert.EndsWith("Task 9:", a);
         Assert.Equal("Add 3 and 4.", SelfInstruct.ExtractTask(" Add 3 and 4.\nTask 10: more"));
         Assert.Equal("Add 3 and 4.", SelfInstruct.ExtractTask(" Add 3 and 4. Task 10: more"));
+        Assert.Equal("Add 3 and 4.", SelfInstruct.ExtractTask("Task 9: Add 3 and 4.\nTask 10: more")); // a chat model repeating the label
     }
 
     [Fact]
