@@ -32,6 +32,14 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
 
     public void Dispose() => _cache.Dispose();
 
+    /// <summary>The name records store (Srlm.Storage.FinishReasons).</summary>
+    public static string FinishReasonName(FinishReason reason) => reason switch
+    {
+        FinishReason.Eos => Srlm.Storage.FinishReasons.Eos,
+        FinishReason.StopString => Srlm.Storage.FinishReasons.Stop,
+        _ => Srlm.Storage.FinishReasons.Length,
+    };
+
     private sealed class CachedTextModel(ModelCache cache, ServedModel served) : ITextModel
     {
         // Managed objects, valid after the weights are evicted (a new lease reloads the weights).
@@ -84,7 +92,7 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
                 };
                 var generated = await lease.Model.GenerateAsync(modelRequests, options, ct);
                 foreach (var g in generated)
-                    results[slots[g.RequestIndex][g.SampleIndex]] = new GenerationResult(g.Text, promptTokens[g.RequestIndex], g.TokenIds.Length);
+                    results[slots[g.RequestIndex][g.SampleIndex]] = new GenerationResult(g.Text, promptTokens[g.RequestIndex], g.TokenIds.Length, FinishReasonName(g.FinishReason));
             }
             return results;
         }

@@ -4,8 +4,9 @@ using Srlm.Contracts.Spec;
 
 namespace Srlm.ServiceKit;
 
-/// <summary>One judge sample: the raw text the model wrote, its parse, and the seed that produced it.</summary>
-public sealed record JudgeSample(int SampleIndex, long Seed, string RawText, ParsedScore Parsed);
+/// <summary>One judge sample: the raw text the model wrote, its parse, the seed that produced it, and why its
+/// generation ended (a judgement cut by `length` without a score is unparseable, like any other).</summary>
+public sealed record JudgeSample(int SampleIndex, long Seed, string RawText, ParsedScore Parsed, string? FinishReason = null);
 
 /// <summary>The scoring function: K judge samples of a (prompt, response) with M_t, each seeded from
 /// (run seed, judgement id). `srlm audit` calls <see cref="SampleAsync"/> with a stored judgement's
@@ -26,6 +27,6 @@ public static class Judging
     {
         var requests = samples.Select(k => Request(spec, runId, instruction, response, candidateId, k)).ToList();
         var results = await model.GenerateAsync(requests, ct);
-        return samples.Select((k, i) => new JudgeSample(k, requests[i].Seed, results[i].Text, ScoreParser.Parse(results[i].Text, spec.Judge.MaxScore))).ToList();
+        return samples.Select((k, i) => new JudgeSample(k, requests[i].Seed, results[i].Text, ScoreParser.Parse(results[i].Text, spec.Judge.MaxScore), results[i].FinishReason)).ToList();
     }
 }

@@ -13,8 +13,9 @@ public sealed record GenerationRequest(string Prompt, long Seed, double Temperat
     public IReadOnlyList<string> Stop { get; init; } = [];
 }
 
-/// <summary>A generated completion with the token counts measured by the model's tokenizer.</summary>
-public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens);
+/// <summary>A generated completion with the token counts measured by the model's tokenizer, and why it ended
+/// (Srlm.Storage.FinishReasons: "eos", "stop" or "length"; null from a model that does not say).</summary>
+public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens, string? FinishReason = null);
 
 /// <summary>A loaded checkpoint that can generate; thread-safe (work is queued to the model's thread).</summary>
 public interface ITextModel

@@ -12,6 +12,8 @@ public sealed record IterationStatus
     public long PromptsGenerated { get; init; }
     public long PromptShards { get; init; }
     public long Candidates { get; init; }
+    /// <summary>Candidates whose generation ended by the token limit (finish reason `length`).</summary>
+    public long Truncated { get; init; }
     /// <summary>Stored judge samples (valid + unparseable).</summary>
     public long Judgments { get; init; }
     public long Unparseable { get; init; }
@@ -19,6 +21,8 @@ public sealed record IterationStatus
     public long DroppedTies { get; init; }
     public long DroppedOther { get; init; }
     public long TooLong { get; init; }
+    /// <summary>Prompts dropped for too few candidates not cut by the token limit.</summary>
+    public long DroppedTruncated { get; init; }
     /// <summary>Prompts with a pair or a drop stored.</summary>
     public long Settled { get; init; }
     /// <summary>Artifacts stored more than once for one logical key (extra copies). Must be 0.</summary>

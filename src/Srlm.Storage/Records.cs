@@ -64,6 +64,19 @@ public enum DropReason
     DroppedOther,
     /// <summary>The pair does not fit the training context.</summary>
     TooLong,
+    /// <summary>Too few candidates that were not cut by the token limit (spec.pairs.truncated).</summary>
+    DroppedTruncated,
+}
+
+/// <summary>Why a generation ended, as records store it.</summary>
+public static class FinishReasons
+{
+    /// <summary>An end-of-turn or EOS token (also when it was the last token allowed).</summary>
+    public const string Eos = "eos";
+    /// <summary>A stop string.</summary>
+    public const string Stop = "stop";
+    /// <summary>The token limit, with no end token.</summary>
+    public const string Length = "length";
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<JournalDirection>))]
@@ -147,6 +160,9 @@ public sealed record PromptRecord : IArtifact
     public string Source { get; init; } = "generated";
     public string? CheckpointId { get; init; }
     public long? Seed { get; init; }
+    /// <summary>Why the generation of a generated prompt ended (<see cref="FinishReasons"/>); null for seed prompts
+    /// and for records written before it was stored.</summary>
+    public string? FinishReason { get; init; }
     public DateTimeOffset? CreatedAt { get; init; }
     string IArtifact.LogicalKey => $"prompt/{RunId}/{Iteration}/{Source}/{Shard}/{Index}";
     string? IArtifact.ParentId => null;
@@ -171,10 +187,13 @@ public sealed record CandidateRecord : IArtifact
     public int? PromptTokens { get; init; }
     /// <summary>The generating model's context length (null in older records, as above).</summary>
     public int? ContextLength { get; init; }
+    /// <summary>Why the generation ended (<see cref="FinishReasons"/>); null in records written before it was stored.</summary>
+    public string? FinishReason { get; init; }
     public DateTimeOffset? CreatedAt { get; init; }
     string IArtifact.LogicalKey => $"candidate/{PromptId}/{Index}";
     string? IArtifact.ParentId => PromptId;
-    string? IArtifact.Tag => null;
+    /// <summary>The finish reason, so status queries count the cut ones (`truncated`).</summary>
+    string? IArtifact.Tag => FinishReason;
 }
 
 /// <summary>
@@ -196,6 +215,8 @@ public sealed record JudgementRecord : IArtifact
     public double? Score { get; init; }
     public required long Seed { get; init; }
     public required string CheckpointId { get; init; }
+    /// <summary>Why the judge's generation ended (<see cref="FinishReasons"/>); null in records written before it was stored.</summary>
+    public string? FinishReason { get; init; }
     public DateTimeOffset? CreatedAt { get; init; }
     string IArtifact.LogicalKey => $"judgement/{CandidateId}/{SampleIndex}";
     string? IArtifact.ParentId => CandidateId;

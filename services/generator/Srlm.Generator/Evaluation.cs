@@ -135,6 +135,8 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             var answers = await GreedyAnswersAsync(model, spec, m.RunId, m.CheckpointId, heldOut, ct);
             metrics["eval_items"] = heldOut.Count;
             metrics["mean_answer_tokens"] = answers.Count == 0 ? 0 : answers.Average(a => a.CompletionTokens);
+            // Answers cut by evaluation.max_new_tokens (finish reason `length`); each example below names its own.
+            metrics["truncated_answers"] = answers.Count(a => a.FinishReason == FinishReasons.Length);
             if (evaluator is not null)
             {
                 int correct = 0, ungradeable = 0;
@@ -143,7 +145,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                     var verdict = evaluator.IsCorrect(heldOut[i], answers[i].Text);
                     if (verdict is null) ungradeable++;
                     else if (verdict.Value) correct++;
-                    if (i < 20) examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, correct = verdict });
+                    if (i < 20) examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, finish_reason = answers[i].FinishReason, correct = verdict });
                 }
                 metrics["accuracy"] = heldOut.Count == 0 ? double.NaN : (double)correct / heldOut.Count;
                 metrics["eval_ungradeable"] = ungradeable;
@@ -260,7 +262,8 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                 // Every contested item keeps both raw verdicts: a pairwise win rate is traced to the judge's words.
                 examples.Add(new
                 {
-                    instruction = heldOut[i], answer = answers[i].Text, baseline = baselineId, baseline_answer = baselineAnswers[i].Text,
+                    instruction = heldOut[i], answer = answers[i].Text, finish_reason = answers[i].FinishReason,
+                    baseline = baselineId, baseline_answer = baselineAnswers[i].Text, baseline_finish_reason = baselineAnswers[i].FinishReason,
                     verdict_checkpoint_first = first, verdict_baseline_first = second,
                     parsed_checkpoint_first = v1?.ToString(), parsed_baseline_first = v2?.ToString(), problem = e1 ?? e2, outcome,
                 });
@@ -290,7 +293,12 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                 Count(outcome);
                 int i = contested[c];
                 if (examples.Count < 20)
-                    examples.Add(new { instruction = heldOut[i], answer = answers[i].Text, baseline = baselineId, baseline_answer = baselineAnswers[i].Text, score = self, baseline_score = other, outcome });
+                    examples.Add(new
+                    {
+                        instruction = heldOut[i], answer = answers[i].Text, finish_reason = answers[i].FinishReason,
+                        baseline = baselineId, baseline_answer = baselineAnswers[i].Text, baseline_finish_reason = baselineAnswers[i].FinishReason,
+                        score = self, baseline_score = other, outcome,
+                    });
             }
             metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
             metrics["mean_judge_score"] = scored == 0 ? double.NaN : selfSum / scored;

@@ -59,7 +59,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
                 await store.PutAsync(new PromptRecord
                 {
                     Id = id, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, Index = i, Text = texts[i].Text,
-                    Source = "generated", CheckpointId = texts[i].CheckpointId, Seed = texts[i].Seed,
+                    Source = "generated", CheckpointId = texts[i].CheckpointId, Seed = texts[i].Seed, FinishReason = texts[i].FinishReason,
                 }, ct);
                 ids.Add(id);
             }
@@ -73,7 +73,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         await PromptSetFinaliser.FinaliseAsync(store, specs, spec, m.RunId, m.Iteration, m.CheckpointId, context, resend: redelivered, log, ct);
     }
 
-    private sealed record Generated(string Text, long Seed, string? CheckpointId);
+    private sealed record Generated(string Text, long Seed, string? CheckpointId, string? FinishReason = null);
 
     private async Task<IReadOnlyList<Generated>> GenerateShardAsync(RunSpec spec, GeneratePrompts m, CancellationToken ct)
     {
@@ -97,7 +97,7 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
             return new GenerationRequest(SelfInstruct.BuildFewShot(seedInstructions, earlier, spec.Prompts.FewShot, seed), seed, s.Temperature, s.TopP, s.MaxNewTokens, Raw: true) { Stop = ["\n"] };
         }).ToList();
         var results = await model.GenerateAsync(requests, ct);
-        return results.Select((r, i) => new Generated(SelfInstruct.ExtractTask(r.Text), requests[i].Seed, checkpointId)).ToList();
+        return results.Select((r, i) => new Generated(SelfInstruct.ExtractTask(r.Text), requests[i].Seed, checkpointId, r.FinishReason)).ToList();
     }
 
     /// <summary>Raw prompts generated per iteration across all shards: the quota times the oversampling factor.</summary>
@@ -194,7 +194,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
                 {
                     Id = Ids.Candidate(m.PromptId, i), RunId = m.RunId, Iteration = m.Iteration, PromptId = m.PromptId, Index = i,
                     Text = results[j].Text, CheckpointId = m.CheckpointId, Seed = requests[j].Seed, TokenCount = results[j].CompletionTokens,
-                    PromptTokens = promptTokens, ContextLength = model.ContextLength,
+                    PromptTokens = promptTokens, ContextLength = model.ContextLength, FinishReason = results[j].FinishReason,
                 }, ct);
             }
             LogCandidates(log, m.RunId, m.Iteration, m.PromptId, missing.Count);

@@ -44,6 +44,7 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
                 Score = s.Parsed.Score,
                 Seed = s.Seed,
                 CheckpointId = m.CheckpointId,
+                FinishReason = s.FinishReason,
             }).ToList();
             // The K samples in one store call (one transaction on SQLite).
             var outcomes = await store.PutManyAsync(records, ct);

@@ -57,7 +57,10 @@ public sealed partial class PairsReadyConsumer(IArtifactStore store, RunSpecCach
         var dataset = await store.GetAsync<DatasetRecord>(m.DatasetId, ct)
                       ?? throw new MalformedMessageException($"PairsReady {context.MessageId}: dataset {m.DatasetId} is not stored");
         if (dataset.PairIds.Count == 0)
-            throw new PermanentMessageException($"run {m.RunId} iteration {m.Iteration}: no preference pairs survived (every prompt was a tie, too long or had too few valid scores)");
+        {
+            var s = await store.GetIterationStatusAsync(m.RunId, m.Iteration, ct);
+            throw new PermanentMessageException(NoPairsReason(m.RunId, m.Iteration, s));
+        }
         var job = new JobRecord
         {
             Id = Ids.Job(m.RunId, m.Iteration, "dpo"), Kind = JobKind.Dpo, RunId = m.RunId, Iteration = m.Iteration,
@@ -67,6 +70,12 @@ public sealed partial class PairsReadyConsumer(IArtifactStore store, RunSpecCach
         signal.Notify();
         LogQueued(log, m.RunId, m.Iteration, job.Id, dataset.PairIds.Count);
     }
+
+    /// <summary>The one line a run fails with when an iteration keeps no pair: how many prompts were dropped for each reason.</summary>
+    public static string NoPairsReason(string runId, int iteration, IterationStatus s) =>
+        $"run {runId} iteration {iteration}: no preference pair kept of {s.Prompts} prompts: {s.DroppedTies} were ties, " +
+        $"{s.DroppedOther} had too few valid scores, {s.DroppedTruncated} had too few candidates not cut by the token limit " +
+        $"({s.Truncated} of {s.Candidates} candidates ended by length), {s.TooLong} were too long";
 
     [LoggerMessage(EventId = 6003, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: job {JobId} queued with {Pairs} pairs")]
     private static partial void LogQueued(ILogger logger, string runId, int iteration, string jobId, int pairs);

@@ -32,12 +32,13 @@ public static class ReportWriter
         sb.AppendLine($"# Run {r.RunId} ({r.Name})").AppendLine();
         sb.AppendLine($"State: **{r.State}**{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}. Seed {r.Seed}, prompts from `{r.PromptSource}`, N = {r.N} candidates, K = {r.K} judge samples.");
         sb.AppendLine($"Held-out items: {r.HeldOutItems}, leakage: **{r.Leakage}**, duplicates: {r.Duplicates}, wall time: {F(r.Seconds, "0")} s.").AppendLine();
-        sb.AppendLine("| model | accuracy | control | win vs parent | win vs baseline | judge pairwise | spearman | kendall | prompts | candidates | judgments | unparseable | pairs | ties | other | too long | resp tok | chosen tok | rejected tok | DPO acc | s |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| model | accuracy | control | win vs parent | win vs baseline | judge pairwise | spearman | kendall | prompts | candidates | truncated | judgments | unparseable | pairs | ties | other | cut | too long | resp tok | chosen tok | rejected tok | DPO acc | s |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var e in r.Iterations)
-            sb.AppendLine($"| {e.Model} | {F(e.Accuracy)} | {F(e.ControlAccuracy)} | {F(e.WinRateVsParent)} | {F(e.WinRateVsBaseline)} | {F(e.JudgePairwiseAccuracy)} | {F(e.JudgeSpearman)} | {F(e.JudgeKendallTau)} | {F(e.Prompts)} | {F(e.Candidates)} | {F(e.Judgments)} | {F(e.Unparseable)} | {F(e.Pairs)} | {F(e.DroppedTies)} | {F(e.DroppedOther)} | {F(e.TooLong)} | {F(e.MeanResponseTokens, "0.0")} | {F(e.MeanChosenTokens, "0.0")} | {F(e.MeanRejectedTokens, "0.0")} | {F(e.DpoRewardsAccuracies)} | {F(e.Seconds, "0")} |");
+            sb.AppendLine($"| {e.Model} | {F(e.Accuracy)} | {F(e.ControlAccuracy)} | {F(e.WinRateVsParent)} | {F(e.WinRateVsBaseline)} | {F(e.JudgePairwiseAccuracy)} | {F(e.JudgeSpearman)} | {F(e.JudgeKendallTau)} | {F(e.Prompts)} | {F(e.Candidates)} | {F(e.Truncated)} | {F(e.Judgments)} | {F(e.Unparseable)} | {F(e.Pairs)} | {F(e.DroppedTies)} | {F(e.DroppedOther)} | {F(e.DroppedTruncated)} | {F(e.TooLong)} | {F(e.MeanResponseTokens, "0.0")} | {F(e.MeanChosenTokens, "0.0")} | {F(e.MeanRejectedTokens, "0.0")} | {F(e.DpoRewardsAccuracies)} | {F(e.Seconds, "0")} |");
         sb.AppendLine();
         sb.AppendLine("Row M_t: held-out metrics of M_t, and the prompts, candidates, judgements and pairs M_t produced in iteration t (which trained M_{t+1}); the last model has no data of its own.");
+        sb.AppendLine("`truncated`: candidates cut by the token limit (finish reason `length`); `cut`: prompts dropped because too few of their candidates were uncut (spec.pairs.truncated).");
         sb.AppendLine("`win vs parent`: with evaluator `judge_win_rate`, M_t's held-out answers against its parent's, judged by the fixed judge (ties count half). `-` = not measured (no evaluation section, or no control run).");
         sb.AppendLine($"`win vs baseline`: the same against the run's baseline ({(r.Baseline is null ? "none: no win-rate evaluation" : $"`{r.Baseline}`, judged {r.JudgeMode}")}); the baseline itself has none.").AppendLine();
         foreach (var p in plots) sb.AppendLine($"![{p}]({p})");

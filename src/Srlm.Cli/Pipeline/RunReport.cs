@@ -63,12 +63,16 @@ public sealed record ModelEntry
     [JsonPropertyName("control_win_rate_vs_baseline")] public double? ControlWinRateVsBaseline { get; init; }
     [JsonPropertyName("prompts")] public long? Prompts { get; init; }
     [JsonPropertyName("candidates")] public long? Candidates { get; init; }
+    /// <summary>Candidates of the iteration cut by the token limit (finish reason `length`).</summary>
+    [JsonPropertyName("truncated")] public long? Truncated { get; init; }
     [JsonPropertyName("judgments")] public long? Judgments { get; init; }
     [JsonPropertyName("unparseable")] public long? Unparseable { get; init; }
     [JsonPropertyName("pairs")] public long? Pairs { get; init; }
     [JsonPropertyName("dropped_ties")] public long? DroppedTies { get; init; }
     [JsonPropertyName("dropped_other")] public long? DroppedOther { get; init; }
     [JsonPropertyName("too_long")] public long? TooLong { get; init; }
+    /// <summary>Prompts dropped for too few candidates not cut by the token limit (spec.pairs.truncated).</summary>
+    [JsonPropertyName("dropped_truncated")] public long? DroppedTruncated { get; init; }
     [JsonPropertyName("mean_response_tokens")] public double? MeanResponseTokens { get; init; }
     [JsonPropertyName("mean_chosen_tokens")] public double? MeanChosenTokens { get; init; }
     [JsonPropertyName("mean_rejected_tokens")] public double? MeanRejectedTokens { get; init; }
@@ -137,6 +141,7 @@ public static class RunReportBuilder
                 {
                     Prompts = s.Prompts, Candidates = s.Candidates, Judgments = s.Judgments, Unparseable = s.Unparseable, Pairs = s.Pairs,
                     DroppedTies = s.DroppedTies, DroppedOther = s.DroppedOther, TooLong = s.TooLong,
+                    Truncated = s.Truncated, DroppedTruncated = s.DroppedTruncated,
                     MeanResponseTokens = candidates.Count == 0 ? null : candidates.Average(c => c.TokenCount),
                     MeanChosenTokens = pairs.Count == 0 ? null : pairs.Average(p => p.ChosenTokens),
                     MeanRejectedTokens = pairs.Count == 0 ? null : pairs.Average(p => p.RejectedTokens),

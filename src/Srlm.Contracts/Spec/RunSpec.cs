@@ -230,6 +230,13 @@ public sealed record PairRulesSpec
     public int? MaxTokens { get; init; }
 
     public LengthControlSpec LengthControl { get; init; } = new();
+
+    public const string TruncatedDrop = "drop";
+    public const string TruncatedLowest = "lowest";
+
+    /// <summary>Candidates cut by the token limit (finish reason `length`): "drop" (default) takes them out of pairing;
+    /// "lowest" lets them be the rejected side only. Either way a cut answer is never chosen.</summary>
+    public string Truncated { get; init; } = TruncatedDrop;
 }
 
 /// <summary>Length control (Meta-Rewarding, 2024): among candidates within Margin of the best score the

@@ -188,6 +188,8 @@ public static class RunSpecValidator
             Check(spec.Responses is null || spec.Pairs.MinValidScores <= spec.Responses.N, "pairs.min_valid_scores", "must be <= responses.n");
             Check(spec.Pairs.MaxTokens is null or >= 2, "pairs.max_tokens", "must be >= 2");
             Check(spec.Pairs.MinMargin >= 0, "pairs.min_margin", "must be >= 0");
+            Check(spec.Pairs.Truncated is PairRulesSpec.TruncatedDrop or PairRulesSpec.TruncatedLowest, "pairs.truncated",
+                $"must be \"{PairRulesSpec.TruncatedDrop}\" or \"{PairRulesSpec.TruncatedLowest}\", got '{spec.Pairs.Truncated}'");
             Check(spec.Training?.Dpo is null || spec.Training.Dpo.NllWeight >= 0, "training.dpo.nll_weight", "must be >= 0");
             Check(spec.Training?.Dpo is null || spec.Training.Dpo.ReplayPerPair >= 0, "training.dpo.replay_per_pair", "must be >= 0");
             Check(spec.Training?.Dpo is null || spec.Training.Dpo.ReplayWeight >= 0, "training.dpo.replay_weight", "must be >= 0");

@@ -18,6 +18,9 @@ public sealed record ExportedPair
     public required string PromptId { get; init; }
     public required string ChosenId { get; init; }
     public required string RejectedId { get; init; }
+    /// <summary>Why each candidate's generation ended ("eos", "stop", "length"; null for candidates stored before finish reasons were).</summary>
+    public string? ChosenFinishReason { get; init; }
+    public string? RejectedFinishReason { get; init; }
 
     public static JsonSerializerOptions Json { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }
@@ -41,6 +44,7 @@ public static class PairExport
             {
                 Prompt = prompt.Text, Chosen = chosen.Text, Rejected = rejected.Text, ScoreChosen = p.ChosenScore, ScoreRejected = p.RejectedScore,
                 Iteration = p.Iteration, PairId = p.Id, PromptId = p.PromptId, ChosenId = chosen.Id, RejectedId = rejected.Id,
+                ChosenFinishReason = chosen.FinishReason, RejectedFinishReason = rejected.FinishReason,
             }, ExportedPair.Json).AsMemory(), ct);
         }
         return pairs.Count;

@@ -13,6 +13,8 @@ public sealed record IterationCounts
     public long Prompts { get; init; }
     public bool PromptSetFinal { get; init; }
     public long Candidates { get; init; }
+    /// <summary>Candidates cut by the token limit (finish reason `length`).</summary>
+    public long Truncated { get; init; }
     /// <summary>K: judge samples per candidate, from the run spec.</summary>
     public int JudgeSamples { get; init; }
     /// <summary>Stored judge samples (valid and unparseable).</summary>
@@ -22,6 +24,8 @@ public sealed record IterationCounts
     public long DroppedTies { get; init; }
     public long DroppedOther { get; init; }
     public long TooLong { get; init; }
+    /// <summary>Prompts dropped for too few candidates not cut by the token limit.</summary>
+    public long DroppedTruncated { get; init; }
     public long Duplicates { get; init; }
     public string? Checkpoint { get; init; }
 }
@@ -88,7 +92,7 @@ public static class RunStatusBuilder
             {
                 Iteration = s.Iteration, Prompts = s.Prompts, PromptSetFinal = s.PromptSetFinal, Candidates = s.Candidates, JudgeSamples = k,
                 Judgments = s.Judgments, Unparseable = s.Unparseable, Pairs = s.Pairs, DroppedTies = s.DroppedTies, DroppedOther = s.DroppedOther,
-                TooLong = s.TooLong, Duplicates = s.Duplicates, Checkpoint = s.CheckpointId,
+                TooLong = s.TooLong, Truncated = s.Truncated, DroppedTruncated = s.DroppedTruncated, Duplicates = s.Duplicates, Checkpoint = s.CheckpointId,
             });
         }
 
@@ -157,9 +161,9 @@ public static class RunStatusBuilder
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         sb.AppendLine(inv, $"run {r.RunId}: {r.State}{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}");
         sb.AppendLine(inv, $"  last progress {r.LastProgressAt:u} ({r.SecondsSinceProgress:F0} s ago), errors parked: {r.Errors}");
-        sb.AppendLine("  iteration  prompts  candidates  K  judgments  unparseable  pairs  dropped_ties  dropped_other  too_long  duplicates  checkpoint");
+        sb.AppendLine("  iteration  prompts  candidates  truncated  K  judgments  unparseable  pairs  dropped_ties  dropped_other  dropped_truncated  too_long  duplicates  checkpoint");
         foreach (var i in r.Iterations)
-            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.JudgeSamples}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.TooLong,8}  {i.Duplicates,10}  {i.Checkpoint ?? "-"}");
+            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.Truncated,9}  {i.JudgeSamples}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.DroppedTruncated,17}  {i.TooLong,8}  {i.Duplicates,10}  {i.Checkpoint ?? "-"}");
         sb.AppendLine("  throughput (per minute, recent): " + string.Join(", ", r.Throughput.Select(t => string.Create(inv, $"{t.Stage} {t.PerMinute:F1}"))));
         foreach (var t in r.Training)
             sb.AppendLine(inv, $"  training {t.Kind} {t.JobId}: {t.State} step {t.Step}/{(t.TotalSteps?.ToString(inv) ?? "?")} (attempts {t.Attempts})");

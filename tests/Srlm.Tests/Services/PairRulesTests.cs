@@ -86,4 +86,40 @@ public class PairRulesTests
         Assert.Equal("p/c1", d.Rejected!.CandidateId);
         Assert.True(d.Chosen.Score > d.Rejected.Score);
     }
+
+    private static JudgedCandidate Cut(int index, double? score, int tokens = 10) => new($"p/c{index}", index, score, tokens, Cut: true);
+
+    [Fact]
+    public void A_cut_candidate_is_never_chosen_with_drop_it_takes_no_part()
+    {
+        // The best score belongs to a cut answer: "drop" pairs the best and worst of the uncut ones.
+        var d = PairRules.Decide([Cut(0, 5), C(1, 4), C(2, 1), Cut(3, 0)], 20, 512, Plain);
+        Assert.True(d.IsPair);
+        Assert.Equal(("p/c1", "p/c2"), (d.Chosen!.CandidateId, d.Rejected!.CandidateId));
+    }
+
+    [Fact]
+    public void With_lowest_a_cut_candidate_may_be_rejected_but_never_chosen()
+    {
+        var lowest = Plain with { Truncated = PairRulesSpec.TruncatedLowest };
+        var d = PairRules.Decide([Cut(0, 5), C(1, 4), C(2, 2), Cut(3, 0)], 20, 512, lowest);
+        Assert.Equal(("p/c1", "p/c3"), (d.Chosen!.CandidateId, d.Rejected!.CandidateId));
+        // Length control also picks the chosen side from uncut answers only.
+        var lc = LengthControlled with { Truncated = PairRulesSpec.TruncatedLowest };
+        var e = PairRules.Decide([Cut(0, 5, 3), C(1, 4.8, 30), C(2, 1, 5), Cut(3, 1, 40)], 20, 512, lc);
+        Assert.Equal(("p/c1", "p/c3"), (e.Chosen!.CandidateId, e.Rejected!.CandidateId));
+    }
+
+    [Fact]
+    public void Too_few_uncut_candidates_is_its_own_drop_reason()
+    {
+        var d = PairRules.Decide([Cut(0, 5), C(1, 4), Cut(2, 1), Cut(3, 0)], 20, 512, Plain);
+        Assert.Equal(DropReason.DroppedTruncated, d.Dropped);
+        Assert.Equal("dropped_truncated", PairDecision.CounterName(d.Dropped!.Value));
+        // With "lowest" every answer cut leaves nothing to choose.
+        Assert.Equal(DropReason.DroppedTruncated,
+            PairRules.Decide([Cut(0, 5), Cut(1, 1)], 20, 512, Plain with { Truncated = PairRulesSpec.TruncatedLowest }).Dropped);
+        // Too few valid scores at all stays dropped_other.
+        Assert.Equal(DropReason.DroppedOther, PairRules.Decide([Cut(0, 5), C(1, null), C(2, null)], 20, 512, Plain).Dropped);
+    }
 }
