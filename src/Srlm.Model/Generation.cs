@@ -73,6 +73,11 @@ public sealed class SequenceRandom(ulong seed)
 /// Runs on the calling thread, under no_grad, with one dispose scope per decode step.</summary>
 public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
 {
+    /// <summary>When set, token prefixes shared by the prompts of a call are run through the model once, and the
+    /// longest shared prefix is kept here for later calls (<see cref="SharedPrefill"/>); the same texts as without,
+    /// up to the order of floating-point sums. Null: every prompt is prefilled whole.</summary>
+    public PrefixCache? Prefixes { get; init; }
+
     /// <summary>Encodes prompts (with BOS when the tokenizer expects it) and generates one sample per seed.</summary>
     public IReadOnlyList<GeneratedSequence> Generate(IReadOnlyList<string> prompts, IReadOnlyList<ulong> seeds, SamplingOptions options, CancellationToken cancel = default)
     {
@@ -109,7 +114,6 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         int b0 = requests.Count;
         int promptLen = requests.Max(r => r.PromptIds.Count);
         bool padded = requests.Any(r => r.PromptIds.Count != promptLen);
-        long capacity = promptLen + Math.Max(options.MaxNewTokens, 1);
         var eos = new HashSet<int>(config.EosTokenIds);
         if (tokenizer.EosId is { } te) eos.Add(te);
         eos.UnionWith(options.StopTokenIds);
@@ -125,31 +129,16 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         var finished = new FinishReason?[rows];
         var texts = new string?[rows];
 
-        // Prefill once per prompt: (B0, L) ids, left padded.
-        var ids = new long[b0 * promptLen];
-        var mask = new long[b0 * promptLen];
-        for (int r = 0; r < b0; r++)
-        {
-            var p = requests[r].PromptIds;
-            int pad = promptLen - p.Count;
-            for (int j = 0; j < promptLen; j++)
-            {
-                ids[r * promptLen + j] = j < pad ? tokenizer.PadId : p[j - pad];
-                mask[r * promptLen + j] = j < pad ? 0 : 1;
-            }
-        }
-
         Tensor logits;       // (rows, V) float32, the distribution of the next token
         KvCache cache;
-        Tensor? fullMask = null; // (rows, L + max new) int64, ones after the prompt; null when nothing is padded
+        Tensor? fullMask = null; // (rows, slots + max new) int64, ones after the prompt; null when nothing is padded
         Tensor nextPos;      // (rows, 1) int64 position of the next token
         var device = model.Device; // every tensor of the generation lives beside the weights
         using (var scope = NewDisposeScope())
         {
-            var idsT = tensor(ids, [b0, promptLen], device: device);
-            var maskT = tensor(mask, [b0, promptLen], device: device);
-            var prefillCache = new KvCache(config, b0, capacity, DtypeOf(model), device);
-            var last = model.Forward(idsT, padded ? maskT : null, cache: prefillCache, lastOnly: true).squeeze(1); // (B0, V)
+            // Prefill once per prompt, or once per shared prefix (Prefixes): (B0, slots) keys and values.
+            var (prefillCache, last, slotMask, slots) = Prefixes is null ? PrefillWhole(requests, promptLen, padded, config, device, Math.Max(options.MaxNewTokens, 1))
+                : Prefill(requests, config, Math.Max(options.MaxNewTokens, 1));
             var rowIndex = tensor(rowRequest.Select(x => (long)x).ToArray(), device: device);
             bool expand = rows != b0;
             if (expand)
@@ -161,10 +150,10 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
             logits = (expand ? last.index_select(0, rowIndex) : last).to(ScalarType.Float32).MoveToOuterDisposeScope();
             var lengths = tensor(requests.Select(r => (long)r.PromptIds.Count).ToArray(), device: device).index_select(0, rowIndex);
             nextPos = lengths.unsqueeze(1).MoveToOuterDisposeScope();
-            if (padded)
+            if (slotMask is not null)
             {
-                var m = ones([rows, capacity], ScalarType.Int64, device: device);
-                m.narrow(1, 0, promptLen).copy_(maskT.index_select(0, rowIndex));
+                var m = ones([rows, cache.Capacity], ScalarType.Int64, device: device);
+                m.narrow(1, 0, slots).copy_(tensor(slotMask, [b0, slots], device: device).index_select(0, rowIndex));
                 fullMask = m.MoveToOuterDisposeScope();
             }
         }
@@ -227,6 +216,60 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         if (t.device_type == DeviceType.CPU) return t.data<long>().ToArray();
         using var host = t.cpu();
         return host.data<long>().ToArray();
+    }
+
+    /// <summary>Prompt tokens run through the model by prefills of this generator (padding left out), and the
+    /// positions its prefill forwards covered (rows x columns, padding included); since creation.</summary>
+    public long PrefillTokens { get; private set; }
+    public long PrefillPositions { get; private set; }
+
+    /// <summary>Whole-prompt prefill: (B0, L) ids left padded in one forward; the cache (B0, L + room), the last
+    /// logits (B0, V), the mask of the L slots (null when no prompt is padded).</summary>
+    private (KvCache Cache, Tensor Last, long[]? Mask, int Slots) PrefillWhole(IReadOnlyList<GenerationRequest> requests, int promptLen, bool padded,
+        LlamaConfig config, Device device, int room)
+    {
+        int b0 = requests.Count;
+        var ids = new long[b0 * promptLen];
+        var mask = new long[b0 * promptLen];
+        for (int r = 0; r < b0; r++)
+        {
+            var p = requests[r].PromptIds;
+            int pad = promptLen - p.Count;
+            for (int j = 0; j < promptLen; j++)
+            {
+                ids[r * promptLen + j] = j < pad ? tokenizer.PadId : p[j - pad];
+                mask[r * promptLen + j] = j < pad ? 0 : 1;
+            }
+        }
+        PrefillTokens += requests.Sum(r => (long)r.PromptIds.Count);
+        PrefillPositions += (long)b0 * promptLen;
+        var cache = new KvCache(config, b0, promptLen + room, DtypeOf(model), device);
+        try
+        {
+            using var scope = NewDisposeScope();
+            var idsT = tensor(ids, [b0, promptLen], device: device);
+            var maskT = padded ? tensor(mask, [b0, promptLen], device: device) : null;
+            var last = model.Forward(idsT, maskT, cache: cache, lastOnly: true).squeeze(1); // (B0, V)
+            return (cache, last.MoveToOuterDisposeScope(), padded ? mask : null, promptLen);
+        }
+        catch
+        {
+            cache.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Prefill that runs every shared token prefix once (<see cref="SharedPrefill"/>), its root kept in
+    /// <see cref="Prefixes"/> for later calls.</summary>
+    private (KvCache Cache, Tensor Last, long[]? Mask, int Slots) Prefill(IReadOnlyList<GenerationRequest> requests, LlamaConfig config, int room)
+    {
+        var plan = SharedPrefill.Plan(requests, Prefixes!.MinSharedTokens);
+        try { return plan.Run(model, tokenizer.PadId, DtypeOf(model), room, Prefixes); }
+        finally
+        {
+            PrefillTokens += plan.TokensComputed;
+            PrefillPositions += plan.PositionsComputed;
+        }
     }
 
     private static int FirstStop(string text, IReadOnlyList<string> stops)

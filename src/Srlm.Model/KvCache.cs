@@ -61,30 +61,63 @@ public sealed class KvCache : IDisposable
         return Select(index, capacity);
     }
 
-    /// <summary>A new cache holding the rows <paramref name="rows"/> (int64, any length, repeats allowed) of this one.</summary>
-    public KvCache Select(Tensor rows, long? capacity = null)
+    /// <summary>A new cache holding the rows <paramref name="rows"/> (int64, any length, repeats allowed) of this one,
+    /// with its first <paramref name="length"/> positions (all filled ones by default: a causal model's keys and values
+    /// of a token prefix do not depend on what follows it).</summary>
+    public KvCache Select(Tensor rows, long? capacity = null, long? length = null)
     {
         long cap = capacity ?? Capacity;
+        long len = length ?? Length;
+        if (len < 0 || len > Length || len > cap)
+            throw new ArgumentOutOfRangeException(nameof(length), $"can keep 0..{Math.Min(Length, cap)} positions, asked for {len}");
         var keys = new Tensor[_keys.Length];
         var values = new Tensor[_keys.Length];
         using var index = rows.to(_keys[0].device);
         for (int i = 0; i < keys.Length; i++)
         {
-            keys[i] = Gather(_keys[i], index, cap);
-            values[i] = Gather(_values[i], index, cap);
+            keys[i] = Gather(_keys[i], index, cap, len);
+            values[i] = Gather(_values[i], index, cap, len);
         }
-        return new KvCache(keys, values, Length, cap);
+        return new KvCache(keys, values, len, cap);
     }
 
-    private Tensor Gather(Tensor src, Tensor rows, long cap)
+    private static Tensor Gather(Tensor src, Tensor rows, long cap, long length)
     {
         var shape = src.shape;
         var dst = zeros([rows.shape[0], shape[1], cap, shape[3]], src.dtype, device: src.device).DetachFromDisposeScope();
         using var scope = NewDisposeScope();
-        var picked = src.narrow(2, 0, Length).index_select(0, rows);
-        dst.narrow(2, 0, Length).copy_(picked);
+        var picked = src.narrow(2, 0, length).index_select(0, rows);
+        dst.narrow(2, 0, length).copy_(picked);
         return dst;
     }
+
+    /// <summary>Copies positions [0, <paramref name="src"/>.Length) of rows <paramref name="srcRows"/> of
+    /// <paramref name="src"/> into rows <paramref name="dstRows"/> of this cache (int64 indexes of equal length);
+    /// this cache's other positions are left as they are. Length does not change (see <see cref="SetLength"/>).</summary>
+    internal void CopyRows(KvCache src, Tensor srcRows, Tensor dstRows)
+    {
+        long len = src.Length;
+        if (len > Capacity) throw new InvalidOperationException($"KV cache is full: capacity {Capacity}, copying {len} positions");
+        using var scope = NewDisposeScope();
+        var from = srcRows.to(_keys[0].device);
+        var to = dstRows.to(_keys[0].device);
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            _keys[i].narrow(2, 0, len).index_copy_(0, to, src._keys[i].narrow(2, 0, len).index_select(0, from));
+            _values[i].narrow(2, 0, len).index_copy_(0, to, src._values[i].narrow(2, 0, len).index_select(0, from));
+        }
+    }
+
+    /// <summary>Marks the first <paramref name="length"/> positions as filled (after <see cref="CopyRows"/>; positions a
+    /// row did not get stay zero and must be masked out by the caller).</summary>
+    internal void SetLength(long length)
+    {
+        if (length < 0 || length > Capacity) throw new ArgumentOutOfRangeException(nameof(length), $"length must be in 0..{Capacity}, got {length}");
+        Length = length;
+    }
+
+    /// <summary>Bytes the key and value tensors hold (the whole capacity).</summary>
+    public long Bytes => _keys.Sum(k => k.numel() * k.ElementSize) * 2;
 
     public void Dispose()
     {

@@ -17,20 +17,38 @@ public sealed class ServedModel : IDisposable
     public Tokenization.PromptTemplate Template => _model.Template;
     public GenerationSettings Generation => _model.Generation;
 
-    private ServedModel(string id, LanguageModel model, ModelExecutor executor)
+    /// <summary>Default bound of the prompt prefixes a served model keeps between calls (<see cref="PrefixCache"/>).</summary>
+    public const long DefaultPrefixCacheBytes = 256L * 1024 * 1024;
+
+    /// <summary>Token prefixes kept between generation calls (every judge prompt starts with the rubric); null when
+    /// prefix sharing is off. Touched on the executor thread only.</summary>
+    private readonly PrefixCache? _prefixes;
+
+    private ServedModel(string id, LanguageModel model, ModelExecutor executor, long prefixCacheBytes)
     {
         CheckpointId = id; _model = model; Executor = executor; WeightBytes = model.WeightBytes; Dtype = model.Model.HeadWeight.dtype;
+        _prefixes = prefixCacheBytes > 0 ? new PrefixCache(prefixCacheBytes) : null;
     }
 
+    /// <summary>Whether prompts that share a token prefix run it through the model once (in a batch and, while kept,
+    /// across batches).</summary>
+    public bool SharesPrefixes => _prefixes is not null;
+
+    /// <summary>Prompt tokens run through the model by generation prefills, padding left out (since loading).</summary>
+    public long PrefillTokens => Interlocked.Read(ref _prefillTokens);
+    private long _prefillTokens;
+
     /// <summary>Loads the checkpoint folder on a new executor thread, its weights in <paramref name="dtype"/> (float32 by default,
-    /// whatever the checkpoint stores).</summary>
-    public static async Task<ServedModel> LoadAsync(string checkpointId, string dir, CancellationToken cancel = default, ScalarType dtype = ScalarType.Float32)
+    /// whatever the checkpoint stores). <paramref name="prefixCacheBytes"/> bounds the prompt prefixes kept between calls;
+    /// 0 switches prefix sharing off (every prompt is prefilled whole).</summary>
+    public static async Task<ServedModel> LoadAsync(string checkpointId, string dir, CancellationToken cancel = default, ScalarType dtype = ScalarType.Float32,
+        long prefixCacheBytes = DefaultPrefixCacheBytes)
     {
         var executor = new ModelExecutor(checkpointId);
         try
         {
             var model = await executor.RunAsync(() => LanguageModel.Load(dir, dtype), cancel).ConfigureAwait(false);
-            return new ServedModel(checkpointId, model, executor);
+            return new ServedModel(checkpointId, model, executor, prefixCacheBytes);
         }
         catch
         {
@@ -40,7 +58,8 @@ public sealed class ServedModel : IDisposable
     }
 
     /// <summary>Wraps a model already built (e.g. by tests or the trainer); the executor takes ownership.</summary>
-    public static ServedModel Wrap(string checkpointId, LanguageModel model) => new(checkpointId, model, new ModelExecutor(checkpointId));
+    public static ServedModel Wrap(string checkpointId, LanguageModel model, long prefixCacheBytes = DefaultPrefixCacheBytes) =>
+        new(checkpointId, model, new ModelExecutor(checkpointId), prefixCacheBytes);
 
     /// <summary>Most sequences (rows) one merged generation call takes; a single larger call still runs, alone.</summary>
     public int MaxBatchRows { get; init; } = 96;
@@ -118,7 +137,10 @@ public sealed class ServedModel : IDisposable
             var merged = batch.SelectMany(p => p.Requests).ToList();
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(batch.Count == 1 ? batch[0].Cancel : CancellationToken.None);
             Interlocked.Increment(ref _batches);
-            var results = new TextGenerator(_model.Model, _model.Tokenizer).Generate(merged, batch[0].Options, cancel.Token);
+            var generator = new TextGenerator(_model.Model, _model.Tokenizer) { Prefixes = _prefixes };
+            IReadOnlyList<GeneratedSequence> results;
+            try { results = generator.Generate(merged, batch[0].Options, cancel.Token); }
+            finally { Interlocked.Add(ref _prefillTokens, generator.PrefillTokens); }
             int offset = 0;
             foreach (var p in batch)
             {
@@ -145,7 +167,7 @@ public sealed class ServedModel : IDisposable
 
     public void Dispose()
     {
-        try { Executor.RunAsync(() => _model.Dispose()).Wait(); }
+        try { Executor.RunAsync(() => { _prefixes?.Dispose(); _model.Dispose(); }).Wait(); }
         catch (ObjectDisposedException) { }
         Executor.Dispose();
     }
@@ -156,6 +178,9 @@ public sealed class ServedModel : IDisposable
 /// id share a single load.</summary>
 public sealed class ModelCache(long maxBytes, Func<string, CancellationToken, Task<string>> resolveDirectory) : IDisposable
 {
+    /// <summary>Bytes of prompt prefixes each loaded model keeps between calls; 0 switches prefix sharing off.</summary>
+    public long PrefixCacheBytes { get; init; } = ServedModel.DefaultPrefixCacheBytes;
+
     private sealed class Entry
     {
         public required Task<ServedModel> Loading;
@@ -210,7 +235,7 @@ public sealed class ModelCache(long maxBytes, Func<string, CancellationToken, Ta
     private async Task<ServedModel> LoadAsync(string id, ScalarType dtype)
     {
         var dir = await resolveDirectory(id, CancellationToken.None).ConfigureAwait(false);
-        return await ServedModel.LoadAsync(id, dir, CancellationToken.None, dtype).ConfigureAwait(false);
+        return await ServedModel.LoadAsync(id, dir, CancellationToken.None, dtype, PrefixCacheBytes).ConfigureAwait(false);
     }
 
     private void Release(string id, Entry entry)

@@ -6,7 +6,8 @@ namespace Srlm.ServiceKit;
 
 /// <summary>The model provider of every service host: checkpoints are materialised from the checkpoint
 /// store and loaded once per process into Srlm.Model's cache (LRU, bounded by weight bytes; SRLM_MODEL_CACHE_MB,
-/// default 4096), each on its own executor thread. Every call takes a lease, so a model in use is never evicted.</summary>
+/// default 4096), each on its own executor thread, with the prompt prefixes it keeps between batches
+/// (SRLM_PREFIX_CACHE_MB, default 256; 0 switches prefix sharing off). Every call takes a lease, so a model in use is never evicted.</summary>
 public sealed class CheckpointModelProvider : IModelProvider, IDisposable
 {
     private readonly ModelCache _cache;
@@ -14,7 +15,9 @@ public sealed class CheckpointModelProvider : IModelProvider, IDisposable
     public CheckpointModelProvider(ICheckpointStore checkpoints)
     {
         long mb = long.TryParse(Environment.GetEnvironmentVariable("SRLM_MODEL_CACHE_MB"), out var v) && v > 0 ? v : 4096;
-        _cache = new ModelCache(mb * 1024 * 1024, (id, ct) => checkpoints.MaterializeAsync(id, null, ct));
+        // Prompt prefixes (the judge's rubric) each loaded model keeps between batches; 0 = no prefix sharing at all.
+        long prefixMb = long.TryParse(Environment.GetEnvironmentVariable("SRLM_PREFIX_CACHE_MB"), out var p) && p >= 0 ? p : ServedModel.DefaultPrefixCacheBytes / (1024 * 1024);
+        _cache = new ModelCache(mb * 1024 * 1024, (id, ct) => checkpoints.MaterializeAsync(id, null, ct)) { PrefixCacheBytes = prefixMb * 1024 * 1024 };
     }
 
     public Task<ITextModel> GetAsync(string checkpointId, CancellationToken ct) => GetAsync(checkpointId, null, ct);
