@@ -54,7 +54,7 @@ public sealed class ServeCommand : ICommand
                 Console.Error.WriteLine($"srlm serve: cannot listen on {host}:{port}: {e.Message.Split('\n')[0]}");
                 return 1;
             }
-            Console.Out.WriteLine($"srlm serve: model {name} ({dir}), listening on {server.Address}{(key is null ? "" : " (bearer key required)")}");
+            Console.Out.WriteLine($"srlm serve: model {name} ({dir}) on {Srlm.Model.TorchRuntime.Describe(Srlm.Model.TorchRuntime.Device)}, listening on {server.Address}{(key is null ? "" : " (bearer key required)")}");
             Console.Out.Flush();
             try { await Task.Delay(Timeout.Infinite, cancel); }
             catch (OperationCanceledException) { }
