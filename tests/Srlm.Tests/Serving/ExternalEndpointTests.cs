@@ -334,7 +334,7 @@ public sealed class ExternalEndpointTests
                 return Task.FromResult<IReadOnlyList<GenerationResult>>(requests.Select(_ => new GenerationResult("Score: 3", 4, 2)).ToList());
             }
             var script = Items.ToDictionary(i => i.Q, i => id == "ev/m2" ? i.Child : i.Parent);
-            return Task.FromResult<IReadOnlyList<GenerationResult>>(requests.Select(r => new GenerationResult(script[r.Prompt], 4, 1)).ToList());
+            return Task.FromResult<IReadOnlyList<GenerationResult>>(requests.Select(r => new GenerationResult(script.GetValueOrDefault(r.Prompt, "an answer"), 4, 1)).ToList());
         }
     }
 
@@ -464,5 +464,57 @@ public sealed class ExternalEndpointTests
             Assert.StartsWith("external calls: 20 stored, 20 failed", audit.ToString());
             Assert.Contains(": no answer: HTTP 500", audit.ToString());
         }
+    }
+
+    private static readonly string[] Written =
+    [
+        "Explain how ocean tides work", "List three household uses of copper", "Describe a sunset over a desert",
+        "Summarise the rules of chess briefly", "Suggest five names for a small bakery", "Compare trains and planes for short trips",
+    ];
+
+    [Fact]
+    public async Task An_endpoint_prompt_model_writes_the_prompts_each_call_stored_under_its_prompt_id_and_a_refused_one_writes_none()
+    {
+        await using var fake = await FakeEndpoint.StartAsync();
+        fake.Answer = (n, _) => Task.FromResult(n == 3
+            ? (400, """{"error":{"message":"prompt too long"}}""", Array.Empty<(string, string)>())
+            : (200, FakeEndpoint.Chat($"Task 9: {Written[n - 1]}\nTask 10: more"), Array.Empty<(string, string)>()));
+        var failures = new Dictionary<string, int>();
+        await using var host = await TestBusHost.StartAsync("inmemory", x => x.AddGeneratorConsumers(),
+            s => s.AddSingleton(Fast).AddSingleton<IModelProvider>(new Players(failures)).AddGenerator());
+        var store = host.Store;
+        var ift = await store.PutBlobAsync(Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 8).Select(i => $"{{\"instruction\":\"Seed task number {i} about topic {i * 7}\",\"answer\":\"a\"}}\n"))), "ift.jsonl");
+        await store.CreateRunAsync("pm", $$$"""
+            {"schema_version":1,"name":"pm","seed":5,"iterations":1,"models":{"m1":"checkpoint:pm/m1","prompt_model":{"endpoint":"{{{fake.BaseUrl}}}","model":"writer"}},
+             "seed_data":{"ift":"blob:{{{ift.Sha256}}}"},
+             "prompts":{"source":"self_instruct","per_iteration":4,"shards":1,"oversample":1.25}}
+            """, 1);
+        await store.PutAsync(new CheckpointRecord { Id = "pm/m1", RunId = "pm", Iteration = 1, Location = "", Files = [] });
+        await host.Bus.Publish(new GeneratePrompts { RunId = "pm", Iteration = 1, CheckpointId = "pm/m1", Shard = 0, ShardCount = 1 });
+        await TestBusHost.WaitUntilAsync(async () => await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet("pm", 1)) is not null, TimeSpan.FromSeconds(60), "the prompt set final");
+
+        var prompts = await store.ListAsync<PromptRecord>(ArtifactQuery.OfRun("pm", 1));
+        Assert.Equal(5, prompts.Count);
+        Assert.Equal(5, fake.Count);
+        Assert.All(fake.Requests, r => Assert.Equal(("writer", "\n"), (r.Body["model"]!.GetValue<string>(), r.Body["stop"]![0]!.GetValue<string>())));
+        Assert.All(fake.Requests, r => Assert.Contains("Seed task number", FakeEndpoint.UserMessage(r.Body)));
+        var calls = (await store.ListAsync<ExternalCallRecord>(ArtifactQuery.OfRun("pm", 1))).ToDictionary(c => c.CallId);
+        Assert.Equal(prompts.Select(p => p.Id).Order(), calls.Keys.Order());
+        Assert.All(calls.Values, c => Assert.Equal(("prompt", Ids.Shard("pm", 1, 0)), (c.Purpose, c.SubjectId)));
+        foreach (var p in prompts)
+        {
+            var call = calls[p.Id];
+            Assert.Equal($"endpoint:writer@{fake.BaseUrl}", p.CheckpointId);
+            if (call.Error is null) Assert.Contains(p.Text, Written); // the first line, without its "Task 9:" label
+            else
+            {
+                Assert.StartsWith("HTTP 400", call.Error);
+                Assert.Equal("", p.Text); // nothing guessed: an empty prompt the filter removes
+            }
+        }
+        Assert.Single(calls.Values, c => c.Error is not null);
+        var final = (await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet("pm", 1)))!;
+        Assert.Equal(4, final.PromptIds.Count);
+        Assert.DoesNotContain(final.PromptIds, id => calls[id].Error is not null);
     }
 }
