@@ -33,12 +33,14 @@ public sealed record EndpointOptions
     /// <summary>No wait between attempts is longer than this, whatever Retry-After asks.</summary>
     public TimeSpan MaxDelay { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>The options the variables give; a bad value is one line naming the variable.</summary>
-    public static EndpointOptions FromEnvironment()
+    /// <summary>The options the variables give (read through <paramref name="variable"/>, the process environment by
+    /// default); a bad value is one line naming the variable.</summary>
+    public static EndpointOptions FromEnvironment(Func<string, string?>? variable = null)
     {
-        static int? Read(string name, int min)
+        variable ??= Environment.GetEnvironmentVariable;
+        int? Read(string name, int min)
         {
-            var text = Environment.GetEnvironmentVariable(name);
+            var text = variable(name);
             if (string.IsNullOrWhiteSpace(text)) return null;
             if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) || v < min)
                 throw new ArgumentException($"{name}: must be a whole number >= {min}, got '{text}'");

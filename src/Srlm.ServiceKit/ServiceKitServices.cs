@@ -13,9 +13,13 @@ public static class ServiceKitServices
         services.TryAddSingleton<IModelProvider, CheckpointModelProvider>();
         // External endpoints (spec models.prompt_model / evaluation.judge_model as {"endpoint": ...}); a host or test may
         // register its own EndpointOptions, else SRLM_ENDPOINT_* decide.
+        // SRLM_ENDPOINT_* are read now, so a bad value stops the host's start with one line naming the variable.
+        EndpointOptions fromEnvironment;
+        try { fromEnvironment = EndpointOptions.FromEnvironment(); }
+        catch (ArgumentException e) { throw new Srlm.Messaging.Configuration.SrlmConfigurationException(e.Message); }
         services.TryAddSingleton(sp => new ExternalModels(sp.GetRequiredService<Srlm.Storage.IArtifactStore>(),
             sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>() ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance,
-            sp.GetService<EndpointOptions>()));
+            sp.GetService<EndpointOptions>() ?? fromEnvironment));
         return services;
     }
 }

@@ -292,10 +292,11 @@ public sealed class ExternalEndpointTests
     [InlineData("SRLM_ENDPOINT_CONCURRENCY", "0")]
     public void A_bad_endpoint_variable_is_one_line_naming_it(string variable, string value)
     {
-        var old = Environment.GetEnvironmentVariable(variable);
-        Environment.SetEnvironmentVariable(variable, value);
-        try { Assert.StartsWith($"{variable}: must be a whole number", Assert.Throws<ArgumentException>(EndpointOptions.FromEnvironment).Message); }
-        finally { Environment.SetEnvironmentVariable(variable, old); }
+        // Read through a lookup, not the process environment, which tests running beside this one read.
+        var e = Assert.Throws<ArgumentException>(() => EndpointOptions.FromEnvironment(name => name == variable ? value : null));
+        Assert.Equal($"{variable}: must be a whole number >= {(variable == "SRLM_ENDPOINT_RETRIES" ? 0 : 1)}, got '{value}'", e.Message);
+        var good = EndpointOptions.FromEnvironment(name => name switch { "SRLM_ENDPOINT_RETRIES" => "0", "SRLM_ENDPOINT_TIMEOUT_S" => "7", _ => null });
+        Assert.Equal((0, TimeSpan.FromSeconds(7), 4), (good.Retries, good.Timeout, good.Concurrency));
     }
 
     // ---- evaluation.judge_model as an endpoint, on the in-memory bus ----
