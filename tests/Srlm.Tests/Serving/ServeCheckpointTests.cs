@@ -28,7 +28,7 @@ public sealed class ServeCheckpointTests : IDisposable
         Assert.Equal((2, "srlm serve: --store goes with --checkpoint"), await Srlm("serve", "--model", _folder, "--store", "sqlite://x.db"));
 
         var db = Path.Combine(_folder, "srlm.db");
-        await (await Srlm.Storage.StoreFactory.OpenArtifactStoreAsync("sqlite://" + db)).DisposeAsync();
+        await (await global::Srlm.Storage.StoreFactory.OpenArtifactStoreAsync("sqlite://" + db)).DisposeAsync();
         var (code, err) = await Srlm("serve", "--checkpoint", "nope/m3", "--store", "sqlite://" + db);
         Assert.Equal(2, code);
         Assert.StartsWith($"srlm serve: --checkpoint nope/m3: no such checkpoint in sqlite://{db}", err);
