@@ -82,13 +82,15 @@ public static class RunUpload
             try
             {
                 ScratchModel.Create(spec, Resolve, scratch);
-                startRef = await Checkpoint(store, checkpoints, runId, startId, 0, scratch, null, Resolve, register: true, ct, origin: "init");
+                startRef = await Checkpoint(store, checkpoints, runId, startId, 0, scratch, null, Resolve, register: true, ct, origin: "init",
+                    inspect: dir => ContextFit.Check(spec, template, dir, "models.init", Resolve));
             }
             finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
         }
         else
             startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct,
                 chatTemplate: spec.Models.ChatTemplate,
+                inspect: dir => ContextFit.Check(spec, template, dir, isM1 ? "models.m1" : "models.base", Resolve),
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
                 datasetId: isM1 ? Ids.SftDataset(runId) : null);
         string? promptModel = spec.Models.PromptModel is { } pm
@@ -127,7 +129,7 @@ public static class RunUpload
 
     private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
         string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null,
-        string field = "spec.models", string? chatTemplate = null)
+        string field = "spec.models", string? chatTemplate = null, Action<string>? inspect = null)
     {
         if (SpecRefs.IsCheckpoint(path))
         {
@@ -170,6 +172,8 @@ public static class RunUpload
             // A template the interpreter cannot render exactly is refused now, not when a worker loads the model.
             try { ChatFormat.Load(source); }
             catch (ChatTemplateException e) { throw new UsageException($"{field}: {e.Message}"); }
+            // The complete folder (its tokenizer and template merged in) as the services will load it.
+            inspect?.Invoke(source);
 
             var put = await checkpoints.PutAsync(id, source, ct);
             if (register)
