@@ -96,12 +96,14 @@ public static class RunUpload
         string? promptModel = spec.Models.PromptModel is { } pm
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
                 chatTemplate: spec.Models.ChatTemplate,
-                field: "spec.models.prompt_model")
+                field: "spec.models.prompt_model",
+                inspect: dir => ContextFit.CheckPromptModel(spec, dir, "models.prompt_model", Resolve))
             : null;
 
         string? judgeModel = spec.Evaluation?.JudgeModel is { } jm
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/eval-judge", -1, jm, null, Resolve, register: false, ct,
-                field: "spec.evaluation.judge_model")
+                field: "spec.evaluation.judge_model",
+                inspect: dir => ContextFit.CheckEvaluationJudge(spec, template, dir, "evaluation.judge_model", Resolve))
             : null;
 
         // evaluation.baseline: "parent" and "m1" name checkpoints of the run; anything else is a folder, uploaded like the judge.

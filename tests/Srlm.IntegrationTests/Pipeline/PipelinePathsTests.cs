@@ -108,6 +108,9 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
         var result = await RunAsync(SmokeCopy("run.json", s =>
         {
             s["prompts"]!["source"] = "self_instruct";
+            // The smoke model's few-shot text and the default 256 new tokens would not fit its 256 positions (ContextFit).
+            s["prompts"]!["sampling"] = new JsonObject { ["max_new_tokens"] = 32 };
+            s["prompts"]!["few_shot"] = new JsonObject { ["seed_examples"] = 3, ["generated_examples"] = 1 };
             s["models"]!["prompt_model"] = "m1";
             s["evaluation"]!["evaluator"] = "judge_win_rate";
             s["evaluation"]!["judge_model"] = "m1";

@@ -101,6 +101,30 @@ public sealed class ContextFitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_fixed_prompt_model_and_a_fixed_evaluation_judge_are_checked_against_their_own_context()
+    {
+        // The prompt model writes the self-instructed prompts: its few-shot text plus 256 new tokens do not fit.
+        var prompts = await Assert.ThrowsAsync<UsageException>(() => Upload(SmokeSpec(s =>
+        {
+            s["prompts"]!["source"] = "self_instruct";
+            s["models"]!["prompt_model"] = "m1";
+        }), "fit-pm"));
+        Assert.StartsWith("spec.prompts.sampling.max_new_tokens: 256 new tokens after the self-instruct few-shot prompt", prompts.Message);
+        Assert.Contains("of models.prompt_model", prompts.Message);
+
+        // The fixed judge of the win rate reads an instruction and two answers (pairwise): 100 tokens each are too many.
+        var judge = await Assert.ThrowsAsync<UsageException>(() => Upload(SmokeSpec(s =>
+        {
+            s["evaluation"]!["evaluator"] = "judge_win_rate";
+            s["evaluation"]!["judge_mode"] = "pairwise";
+            s["evaluation"]!["judge_model"] = "m1";
+            s["evaluation"]!["max_new_tokens"] = 100;
+        }), "fit-ej"));
+        Assert.StartsWith("spec.judge.sampling.max_new_tokens: 100 new tokens after an evaluation judge prompt", judge.Message);
+        Assert.Contains("of evaluation.judge_model", judge.Message);
+    }
+
+    [Fact]
     public async Task A_run_of_no_iteration_is_not_checked_for_generation_limits()
     {
         // samples/smoke/sft.json: SFT only, with the default 1,024-token limits on a 256-position model.
