@@ -52,6 +52,8 @@ public static class CommandLine
         {
             Srlm.Model.TorchRuntime.Threads(Environment.GetEnvironmentVariable("SRLM_THREADS"));
             if (Environment.GetEnvironmentVariable(Srlm.Model.TorchRuntime.DeviceVariable) is { Length: > 0 } device) Srlm.Model.TorchRuntime.ResolveDevice(device);
+            // How the run's services call external endpoints (SRLM_ENDPOINT_TIMEOUT_S, _RETRIES, _CONCURRENCY).
+            Srlm.ServiceKit.EndpointOptions.FromEnvironment();
         }
         catch (ArgumentException e)
         {

@@ -93,18 +93,19 @@ public static class RunUpload
                 inspect: dir => ContextFit.Check(spec, template, dir, isM1 ? "models.m1" : "models.base", Resolve),
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
                 datasetId: isM1 ? Ids.SftDataset(runId) : null);
-        string? promptModel = spec.Models.PromptModel is { } pm
+        // An endpoint stays as it is (nothing to upload; its key stays in the calling service's environment).
+        ModelRef? promptModel = spec.Models.PromptModel is { IsEndpoint: false, Folder: { } pm }
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
                 chatTemplate: spec.Models.ChatTemplate,
                 field: "spec.models.prompt_model",
                 inspect: dir => ContextFit.CheckPromptModel(spec, dir, "models.prompt_model", Resolve))
-            : null;
+            : spec.Models.PromptModel;
 
-        string? judgeModel = spec.Evaluation?.JudgeModel is { } jm
+        ModelRef? judgeModel = spec.Evaluation?.JudgeModel is { IsEndpoint: false, Folder: { } jm }
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/eval-judge", -1, jm, null, Resolve, register: false, ct,
                 field: "spec.evaluation.judge_model",
                 inspect: dir => ContextFit.CheckEvaluationJudge(spec, template, dir, "evaluation.judge_model", Resolve))
-            : null;
+            : spec.Evaluation?.JudgeModel;
 
         // evaluation.baseline: "parent" and "m1" name checkpoints of the run; anything else is a folder, uploaded like the judge.
         string? baseline = spec.Evaluation?.Baseline is { } bl && bl is not (EvaluationSpec.BaselineParent or EvaluationSpec.BaselineM1)

@@ -70,8 +70,9 @@ public sealed record ModelsSpec
     /// <summary>Tokenizer folder or file when the checkpoint folder has none; null = the checkpoint's own.</summary>
     public string? Tokenizer { get; init; }
 
-    /// <summary>A fixed model that writes the new prompts (the paper used a separate model); null = M_t.</summary>
-    public string? PromptModel { get; init; }
+    /// <summary>A fixed model that writes the new prompts (the paper used a separate model): a checkpoint folder or an
+    /// OpenAI-compatible endpoint (<see cref="ModelRef"/>); null = M_t.</summary>
+    public ModelRef? PromptModel { get; init; }
 
     /// <summary>The dtype every inference of the run (prompts, candidates, judgements, evaluation) holds weights and
     /// multiplies in: "float32" (null: the default, whatever the checkpoints store), "bfloat16" or "float16". Training
@@ -348,8 +349,9 @@ public sealed record EvaluationSpec
     public string? Evaluator { get; init; }
 
     /// <summary>The fixed judge of <see cref="JudgeWinRate"/>: a checkpoint folder relative to the spec, uploaded by
-    /// `srlm start` (stored as checkpoint:ID). Null = the run's M1, the same judge for every checkpoint of the run.</summary>
-    public string? JudgeModel { get; init; }
+    /// `srlm start` (stored as checkpoint:ID), or an OpenAI-compatible endpoint (<see cref="ModelRef"/>). Null = the
+    /// run's M1, the same judge for every checkpoint of the run.</summary>
+    public ModelRef? JudgeModel { get; init; }
 
     public const string BaselineParent = "parent";
     public const string BaselineM1 = "m1";
