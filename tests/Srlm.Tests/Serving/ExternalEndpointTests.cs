@@ -257,18 +257,24 @@ public sealed class ExternalEndpointTests
     public async Task An_attempt_past_the_timeout_is_abandoned_and_retried()
     {
         await using var fake = await FakeEndpoint.StartAsync();
-        fake.Answer = async (n, _) =>
+        int slowSeen = 0;
+        fake.Answer = async (_, body) =>
         {
-            if (n == 2) await Task.Delay(TimeSpan.FromSeconds(8)); // the first request warms the client up
+            // The first request for "slow" hangs past the timeout; everything else answers at once.
+            if (FakeEndpoint.UserMessage(body) == "slow" && Interlocked.Increment(ref slowSeen) == 1) await Task.Delay(TimeSpan.FromSeconds(15));
             return (200, FakeEndpoint.Chat("late but fine", "length"), Array.Empty<(string, string)>());
         };
         var folder = Directory.CreateTempSubdirectory("srlm-endpoint-").FullName;
         var store = await StoreAsync(folder);
-        var model = Models(store, Fast with { Timeout = TimeSpan.FromSeconds(2) }).Open(new ModelRef { Endpoint = fake.BaseUrl, Model = "judge" }, "models.prompt_model", Context);
-        await model.GenerateAsync([Ask("x", "call/warm-up")], CancellationToken.None);
-        var result = (await model.GenerateAsync([Ask("x", "call/slow")], CancellationToken.None))[0];
+        var model = Models(store, Fast with { Timeout = TimeSpan.FromSeconds(3) }).Open(new ModelRef { Endpoint = fake.BaseUrl, Model = "judge" }, "models.prompt_model", Context);
+        await model.GenerateAsync([Ask("x", "call/warm-up")], CancellationToken.None); // a cold client on a busy machine is slow once
+        var watch = Stopwatch.StartNew();
+        var result = (await model.GenerateAsync([Ask("slow", "call/slow")], CancellationToken.None))[0];
         Assert.Equal(("late but fine", FinishReasons.Length), (result.Text, result.FinishReason));
-        Assert.Equal((2, 3), ((await store.GetAsync<ExternalCallRecord>(Ids.ExternalCall("call/slow")))!.Attempts, fake.Count));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(14), $"the hanging attempt was waited out ({watch.Elapsed.TotalSeconds:F1} s)");
+        var call = (await store.GetAsync<ExternalCallRecord>(Ids.ExternalCall("call/slow")))!;
+        Assert.True(call.Attempts >= 2, $"{call.Attempts} attempts");
+        Assert.Equal(call.Attempts, slowSeen);
         await store.DisposeAsync();
         Directory.Delete(folder, recursive: true);
     }
@@ -350,7 +356,8 @@ public sealed class ExternalEndpointTests
         return (200, FakeEndpoint.Chat(text), []);
     }
 
-    private static async Task<(TestBusHost Host, ListLoggerProvider Logs)> EvaluationHostAsync(FakeEndpoint fake, string variable, EndpointOptions options, Dictionary<string, int> failures)
+    private static async Task<(TestBusHost Host, ListLoggerProvider Logs)> EvaluationHostAsync(string endpoint, string variable, EndpointOptions options, Dictionary<string, int> failures,
+        string judgeMode = "pointwise")
     {
         var logs = new ListLoggerProvider();
         var host = await TestBusHost.StartAsync("inmemory", x => x.AddGeneratorConsumers(),
@@ -365,8 +372,8 @@ public sealed class ExternalEndpointTests
         await store.CreateRunAsync("ev", $$$"""
             {"schema_version":1,"name":"ev","seed":3,"iterations":1,"models":{"m1":"checkpoint:ev/m1"},"seed_data":{"ift":"ift.jsonl"},
              "judge":{"samples":2,"template":"Judge {instruction} Answer: {response}"},
-             "evaluation":{"held_out":"blob:{{{heldOut.Sha256}}}","judge_pairs":"blob:{{{pairs.Sha256}}}","evaluator":"judge_win_rate",
-                           "judge_model":{"endpoint":"{{{fake.BaseUrl}}}","model":"judge","api_key_env":"{{{variable}}}"} } }
+             "evaluation":{"held_out":"blob:{{{heldOut.Sha256}}}","judge_pairs":"blob:{{{pairs.Sha256}}}","evaluator":"judge_win_rate","judge_mode":"{{{judgeMode}}}",
+                           "judge_model":{"endpoint":"{{{endpoint}}}","model":"judge","api_key_env":"{{{variable}}}"} } }
             """, 1);
         await store.PutAsync(new CheckpointRecord { Id = "ev/m1", RunId = "ev", Iteration = 1, Location = "", Files = [] });
         await store.PutAsync(new CheckpointRecord { Id = "ev/m2", RunId = "ev", Iteration = 2, Location = "", Files = [], Origin = "dpo", ParentCheckpointId = "ev/m1" });
@@ -391,7 +398,7 @@ public sealed class ExternalEndpointTests
         await using var fake = await FakeEndpoint.StartAsync(key);
         fake.Answer = (_, body) => Task.FromResult(Judge(body));
         var failures = new Dictionary<string, int> { ["ev/m2"] = 1 };
-        var (host, logs) = await EvaluationHostAsync(fake, variable, Fast, failures);
+        var (host, logs) = await EvaluationHostAsync(fake.BaseUrl, variable, Fast, failures);
         await using (host)
         {
             var store = host.Store;
@@ -439,7 +446,7 @@ public sealed class ExternalEndpointTests
         var key = Key(out var variable);
         await using var fake = await FakeEndpoint.StartAsync(key);
         fake.Answer = (_, _) => Task.FromResult((500, """{"error":{"message":"the judge crashed"}}""", Array.Empty<(string, string)>()));
-        var (host, _) = await EvaluationHostAsync(fake, variable, Fast with { Retries = 1 }, []);
+        var (host, _) = await EvaluationHostAsync(fake.BaseUrl, variable, Fast with { Retries = 1 }, []);
         await using (host)
         {
             var record = (await host.Store.GetAsync<EvaluationRecord>(Ids.Evaluation("ev/m2", "judge_win_rate")))!;
@@ -517,5 +524,51 @@ public sealed class ExternalEndpointTests
         var final = (await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet("pm", 1)))!;
         Assert.Equal(4, final.PromptIds.Count);
         Assert.DoesNotContain(final.PromptIds, id => calls[id].Error is not null);
+    }
+
+    [Fact]
+    public async Task A_pairwise_endpoint_judge_sees_both_orders_once_each_and_an_endpoint_that_is_down_leaves_the_items_unjudged()
+    {
+        var key = Key(out var variable);
+        await using var fake = await FakeEndpoint.StartAsync(key);
+        static string Between(string text, string open, string close)
+        {
+            int a = text.IndexOf(open, StringComparison.Ordinal) + open.Length;
+            return text[a..text.IndexOf(close, a, StringComparison.Ordinal)];
+        }
+        fake.Answer = (_, body) =>
+        {
+            var prompt = FakeEndpoint.UserMessage(body);
+            string a = Between(prompt, "<reply_a>", "</reply_a>"), b = Between(prompt, "<reply_b>", "</reply_b>");
+            static int Rank(string x) => x switch { "good" => 2, "bad" => 0, _ => 1 };
+            var verdict = a == "mute" || b == "mute" ? "Both have merits." : Rank(a) > Rank(b) ? "Winner: A" : Rank(a) < Rank(b) ? "Winner: B" : "Winner: tie";
+            return Task.FromResult((200, FakeEndpoint.Chat(verdict), Array.Empty<(string, string)>()));
+        };
+        var (host, _) = await EvaluationHostAsync(fake.BaseUrl, variable, Fast, [], judgeMode: "pairwise");
+        await using (host)
+        {
+            var m = (await host.Store.GetAsync<EvaluationRecord>(Ids.Evaluation("ev/m2", "judge_win_rate")))!.Metrics;
+            // q0 win, q1 loss, q2 identical (tie), q3 no verdict (unjudged), q4 tie, q5 win: (2 + 2/2) / 5.
+            Assert.Equal((2.0, 1.0, 2.0, 1.0, 0.0), (m["wins"], m["losses"], m["ties"], m["win_rate_unjudged"], m["judge_failed_calls"]));
+            Assert.Equal(0.6, m["win_rate"], 12);
+            var calls = await host.Store.ListAsync<ExternalCallRecord>(ArtifactQuery.OfRun("ev"));
+            Assert.Equal((10, 10), (calls.Count, fake.Count)); // 5 contested items, once in each order
+            Assert.All(calls, c => Assert.Equal("eval_pairwise", c.Purpose));
+            Assert.Contains(calls, c => c.CallId == "ev/m2/eval-pair/ev/m1/0/ab/j0" && c.Text == "Winner: A");
+            Assert.Contains(calls, c => c.CallId == "ev/m2/eval-pair/ev/m1/0/ba/j0" && c.Text == "Winner: B");
+        }
+
+        // Nothing listens on the endpoint's port any more: every call fails to connect, is retried, and is stored as failed.
+        var url = fake.BaseUrl;
+        await fake.DisposeAsync();
+        var (host2, _) = await EvaluationHostAsync(url, variable, Fast with { Retries = 1 }, [], judgeMode: "pairwise");
+        await using (host2)
+        {
+            var m = (await host2.Store.GetAsync<EvaluationRecord>(Ids.Evaluation("ev/m2", "judge_win_rate")))!.Metrics;
+            Assert.Equal((5.0, 10.0), (m["win_rate_unjudged"], m["judge_failed_calls"]));
+            var calls = await host2.Store.ListAsync<ExternalCallRecord>(ArtifactQuery.OfRun("ev"));
+            Assert.All(calls, c => Assert.StartsWith("connection failed", c.Error));
+            Assert.All(calls, c => Assert.Equal(2, c.Attempts));
+        }
     }
 }
