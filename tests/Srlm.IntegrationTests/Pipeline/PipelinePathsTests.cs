@@ -50,11 +50,15 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
     public async Task Self_instruct_runs_the_loop_on_prompts_each_iterations_model_wrote()
     {
         // 16 prompts an iteration, not the smoke run's 8: the smoke M2 writes prompts its own judge mostly cannot
-        // score, and with 8 of them iteration 2 kept no pair, which fails the run (issue 20); 16 keep a few.
+        // score, and with 8 of them iteration 2 kept no pair, which fails the run (issue 20); 16 keep a few. The
+        // smoke model's tokens are nearly characters and its context 256: the default few-shot text (6 seed and 2
+        // generated tasks) and 256 new tokens would not fit, and the spec would be refused (ContextFit).
         var result = await RunAsync(SmokeCopy("run.json", s =>
         {
             s["prompts"]!["source"] = "self_instruct";
             s["prompts"]!["per_iteration"] = 16;
+            s["prompts"]!["sampling"] = new JsonObject { ["max_new_tokens"] = 32 };
+            s["prompts"]!["few_shot"] = new JsonObject { ["seed_examples"] = 3, ["generated_examples"] = 1 };
         }));
         Assert.Equal(RunState.Completed, result.State);
         Assert.Equal("self_instruct", result.Report!.PromptSource);
@@ -106,6 +110,9 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
         var result = await RunAsync(SmokeCopy("run.json", s =>
         {
             s["prompts"]!["source"] = "self_instruct";
+            // The smoke model's few-shot text and the default 256 new tokens would not fit its 256 positions (ContextFit).
+            s["prompts"]!["sampling"] = new JsonObject { ["max_new_tokens"] = 32 };
+            s["prompts"]!["few_shot"] = new JsonObject { ["seed_examples"] = 3, ["generated_examples"] = 1 };
             s["models"]!["prompt_model"] = "m1";
             s["evaluation"]!["evaluator"] = "judge_win_rate";
             s["evaluation"]!["judge_model"] = "m1";
