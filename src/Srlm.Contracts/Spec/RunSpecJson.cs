@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace Srlm.Contracts.Spec;
@@ -30,7 +31,7 @@ public static class RunSpecJson
         RunSpec? spec;
         try
         {
-            spec = JsonSerializer.Deserialize<RunSpec>(json, Options);
+            spec = JsonSerializer.Deserialize<RunSpec>(WithStageDefaults(json), Options);
         }
         catch (JsonException e)
         {
@@ -77,6 +78,28 @@ public static class RunSpecJson
     }
 
     public static string Serialize(RunSpec spec) => JsonSerializer.Serialize(spec, Options);
+
+    /// <summary>A stage's `sampling` object given without some of its fields takes that stage's defaults for them
+    /// (not SamplingSpec's): `"judge": {"sampling": {"temperature": 0}}` keeps the judge's 512 new tokens.</summary>
+    private static string WithStageDefaults(string json)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException) { return json; } // the deserializer reports it with its path
+        if (root is not JsonObject o) return json;
+        bool changed = false;
+        void Fill(string stage, double temperature, int tokens)
+        {
+            if (o[stage] is not JsonObject s || s["sampling"] is not JsonObject sampling) return;
+            if (!sampling.ContainsKey("temperature")) { sampling["temperature"] = temperature; changed = true; }
+            if (!sampling.ContainsKey("top_p")) { sampling["top_p"] = StageDefaults.TopP; changed = true; }
+            if (!sampling.ContainsKey("max_new_tokens")) { sampling["max_new_tokens"] = tokens; changed = true; }
+        }
+        Fill("prompts", StageDefaults.PromptTemperature, StageDefaults.PromptTokens);
+        Fill("responses", StageDefaults.Temperature, StageDefaults.CandidateTokens);
+        Fill("judge", StageDefaults.Temperature, StageDefaults.JudgeTokens);
+        return changed ? o.ToJsonString() : json;
+    }
 
     /// <summary>"$.judge.samples" -> "spec.judge.samples"; "$.pairs['x']" stays readable.</summary>
     internal static string FieldPath(string? jsonPath) =>
