@@ -153,11 +153,11 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>`srlm serve` as a child process on a free port, with a bearer key from <paramref name="keyVariable"/>;
     /// returns the process and its base URL once it prints its listening line (2 minutes at most).</summary>
-    private static async Task<(System.Diagnostics.Process Process, string Url, StringWriter Output)> ServeAsync(string model, string keyVariable, string key)
+    private static async Task<(System.Diagnostics.Process Process, string Url, StringWriter Output)> ServeAsync(string keyVariable, string key, params string[] modelArgs)
     {
         var srlm = typeof(RunPipeline).Assembly.Location;
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "exec", srlm, "serve", "--model", model, "--name", "smoke-judge", "--port", "0", "--api-key-env", keyVariable }) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "exec", srlm, "serve" }.Concat(modelArgs).Concat(["--port", "0", "--api-key-env", keyVariable])) psi.ArgumentList.Add(a);
         psi.Environment[keyVariable] = key;
         psi.Environment["SRLM_THREADS"] = "1";
         var process = System.Diagnostics.Process.Start(psi)!;
@@ -188,7 +188,7 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
         var key = "sk-smoke-" + Guid.NewGuid().ToString("N");
         var variable = "SRLM_TEST_ENDPOINT_KEY_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
         Environment.SetEnvironmentVariable(variable, key); // the calling service (this process) reads it
-        var (server, url, serverOutput) = await ServeAsync(Path.Combine(SmokeRunFixture.RepoRoot(), "samples", "smoke", "m1"), variable, key);
+        var (server, url, serverOutput) = await ServeAsync(variable, key, "--model", Path.Combine(SmokeRunFixture.RepoRoot(), "samples", "smoke", "m1"), "--name", "smoke-judge");
         try
         {
             var result = await RunAsync(SmokeCopy("run.json", s =>
@@ -238,6 +238,28 @@ public sealed class PipelinePathsTests(ITestOutputHelper output) : IDisposable
             }
             Assert.DoesNotContain(key, serverOutput.ToString(), StringComparison.Ordinal);
             Assert.DoesNotContain(key, _lastRunOutput, StringComparison.Ordinal);
+
+            // srlm serve --checkpoint RUN/m3 serves a checkpoint of the run's store (materialised from it), under the name m3.
+            var m3 = Ids.Checkpoint(result.RunId, 2);
+            var (stored, storedUrl, storedOutput) = await ServeAsync(variable, key, "--checkpoint", m3, "--store", "sqlite://" + Path.Combine(result.Directory, PipelineHost.StoreFile));
+            try
+            {
+                Assert.Contains($"model m3 ({m3})", storedOutput.ToString(), StringComparison.Ordinal);
+                using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+                http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+                var models = JsonNode.Parse(await http.GetStringAsync(storedUrl + "/v1/models"))!;
+                Assert.Equal("m3", models["data"]![0]!["id"]!.GetValue<string>());
+                var answer = await http.PostAsync(storedUrl + "/v1/chat/completions", new StringContent(
+                    """{"model":"m3","messages":[{"role":"user","content":"What is 12 + 30?"}],"temperature":0,"max_tokens":8}""", System.Text.Encoding.UTF8, "application/json"));
+                Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
+                output.WriteLine("m3 over srlm serve --checkpoint: " + await answer.Content.ReadAsStringAsync());
+            }
+            finally
+            {
+                if (!stored.HasExited) stored.Kill(entireProcessTree: true);
+                await stored.WaitForExitAsync();
+                stored.Dispose();
+            }
         }
         finally
         {
