@@ -44,18 +44,13 @@ public enum FinishReason { Eos, StopString, Length }
 /// and is cut before a stop string.</summary>
 public sealed record GeneratedSequence(int RequestIndex, int SampleIndex, ulong Seed, int[] TokenIds, string Text, FinishReason FinishReason);
 
-/// <summary>SplitMix64: a tiny, fast, well-mixed generator; one per sequence.</summary>
+/// <summary>One sequence's random stream: the project's one SplitMix64 (src/Srlm.Tasks/SplitMix64.cs, compiled in
+/// here as a linked file), so a seed gives the same text on every runtime.</summary>
 public sealed class SequenceRandom(ulong seed)
 {
-    private ulong _state = seed;
+    private SplitMix64 _generator = new(seed);
 
-    public ulong NextUInt64()
-    {
-        ulong z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextUInt64() => _generator.Next();
 
     /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
     public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));

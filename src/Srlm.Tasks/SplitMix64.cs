@@ -1,10 +1,11 @@
 namespace Srlm;
 
 /// <summary>
-/// SplitMix64, the one definition of the generator behind TaskRng (seed data) and DeterministicRandom (training data
-/// order, dropout seeds): a tiny, well-mixed PRNG whose sequence is fixed by this file (System.Random's algorithm is
-/// not a documented contract), so a seed gives the same numbers on every runtime. Compiled into Srlm.Tasks and, as a
-/// linked file, into Srlm.Training (Srlm.Tasks references no project, and no service may reference Srlm.Tasks).
+/// SplitMix64, the one definition of the generator behind TaskRng (seed data), DeterministicRandom (training data
+/// order, dropout seeds) and Srlm.Model's SequenceRandom (every sampled token): a tiny, well-mixed PRNG whose
+/// sequence is fixed by this file (System.Random's algorithm is not a documented contract), so a seed gives the same
+/// numbers on every runtime. Compiled into Srlm.Tasks and, as a linked file, into Srlm.Training and Srlm.Model
+/// (Srlm.Tasks references no project, and no service may reference Srlm.Tasks).
 /// </summary>
 internal struct SplitMix64(ulong seed)
 {
