@@ -261,7 +261,7 @@ public sealed class GenerateBenchmark : IBenchmark
     private static double Round(double x) => Math.Round(x, 3);
 
     /// <summary>A stand-in tokenizer over ids only (the benchmark never needs text).</summary>
-    private sealed class FixedVocabTokenizer(int vocab) : ITokenizer
+    internal sealed class FixedVocabTokenizer(int vocab) : ITokenizer
     {
         public int VocabSize => vocab;
         public int? BosId => 1;

@@ -26,12 +26,15 @@ public static class CommandLine
         .OrderBy(c => c.Name, StringComparer.Ordinal)
         .ToList();
 
-    public static async Task<int> RunAsync(string[] args)
+    public static Task<int> RunAsync(string[] args) => RunAsync(args, Commands);
+
+    /// <summary>Runs one verb from <paramref name="commands"/> (a test host passes srlm's own with one replaced).</summary>
+    public static async Task<int> RunAsync(string[] args, IReadOnlyList<ICommand> commands)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
             Console.WriteLine("usage: srlm <verb> [options]\n");
-            foreach (var c in Commands) Console.WriteLine($"  {c.Name,-10} {c.Summary}");
+            foreach (var c in commands) Console.WriteLine($"  {c.Name,-10} {c.Summary}");
             return args.Length == 0 ? 2 : 0;
         }
         if (args[0] == "--version")
@@ -39,7 +42,7 @@ public static class CommandLine
             Console.WriteLine(typeof(CommandLine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0");
             return 0;
         }
-        var command = Commands.FirstOrDefault(c => c.Name == args[0]);
+        var command = commands.FirstOrDefault(c => c.Name == args[0]);
         if (command is null)
         {
             Console.Error.WriteLine($"srlm: unknown verb '{args[0]}' (srlm --help lists them)");
@@ -52,6 +55,8 @@ public static class CommandLine
         {
             Srlm.Model.TorchRuntime.Threads(Environment.GetEnvironmentVariable("SRLM_THREADS"));
             if (Environment.GetEnvironmentVariable(Srlm.Model.TorchRuntime.DeviceVariable) is { Length: > 0 } device) Srlm.Model.TorchRuntime.ResolveDevice(device);
+            // How the run's services call external endpoints (SRLM_ENDPOINT_TIMEOUT_S, _RETRIES, _CONCURRENCY).
+            Srlm.ServiceKit.EndpointOptions.FromEnvironment();
         }
         catch (ArgumentException e)
         {

@@ -26,6 +26,10 @@ public static class Ids
     public static string Drop(string promptId) => $"{promptId}/drop";
     public static string Evaluation(string checkpointId, string evaluator) => $"{checkpointId}/eval/{evaluator}";
 
+    /// <summary>The stored request and answer of a call to an external endpoint; <paramref name="callId"/> is the calling
+    /// record's id and sample index, so a redelivered message reads the stored answer instead of asking again.</summary>
+    public static string ExternalCall(string callId) => $"{callId}/external";
+
     /// <summary>The uploaded starting checkpoint: M0 (`{run}/m0`) or M1 (`{run}/m1`, the same id SFT would write).</summary>
     public static string StartCheckpoint(string runId, bool isM1) => isM1 ? Checkpoint(runId, 0) : $"{runId}/m0";
 

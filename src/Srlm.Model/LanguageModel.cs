@@ -28,8 +28,7 @@ public sealed class LanguageModel(LlamaForCausalLM model, ITokenizer tokenizer, 
         var tokenizer = Tokenizers.Load(dir);
         if (tokenizer.VocabSize > config.VocabSize)
             throw new CheckpointException(Path.Combine(dir, Tokenizers.JsonFile), $"tokenizer has {tokenizer.VocabSize} tokens but config.json's vocab_size is {config.VocabSize}");
-        var template = ChatTemplates.ChatFormat.Load(dir) is { } chat ? PromptTemplate.FromChat(chat)
-            : PromptTemplate.Load(dir) ?? PromptTemplate.ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
+        var template = PromptTemplate.ForFolder(dir, config, tokenizer);
         var generation = Checkpoint.LoadGenerationSettings(dir);
         var model = Checkpoint.LoadModel(dir, dtype, configure, device);
         return new LanguageModel(model, tokenizer, template, generation, dir);

@@ -19,7 +19,8 @@ public static class Judging
 
     public static GenerationRequest Request(RunSpec spec, string runId, string instruction, string response, string candidateId, int sample) =>
         new(JudgePrompt.Format(spec.Judge.Template, instruction, response), SeedOf(spec, runId, candidateId, sample),
-            spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens);
+            spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens)
+        { CallId = Ids.Judgement(candidateId, sample) };
 
     /// <summary>Generates and parses the given samples of one candidate in one batched call.</summary>
     public static async Task<IReadOnlyList<JudgeSample>> SampleAsync(ITextModel model, RunSpec spec, string runId, string instruction, string response,

@@ -11,11 +11,21 @@ public sealed record GenerationRequest(string Prompt, long Seed, double Temperat
 {
     /// <summary>Generation stops at the first of these (the text is cut before it), besides the model's own stops.</summary>
     public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>The id of the record this request serves and its sample (e.g. a judgement id). An external endpoint
+    /// (<see cref="EndpointTextModel"/>) stores the call under it and reads it back when asked again; in-process models
+    /// ignore it.</summary>
+    public string? CallId { get; init; }
 }
 
 /// <summary>A generated completion with the token counts measured by the model's tokenizer, and why it ended
 /// (Srlm.Storage.FinishReasons: "eos", "stop" or "length"; null from a model that does not say).</summary>
-public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens, string? FinishReason = null);
+public sealed record GenerationResult(string Text, int PromptTokens, int CompletionTokens, string? FinishReason = null)
+{
+    /// <summary>Why there is no text: an external endpoint refused the call or ran out of retries (e.g. "HTTP 500 ...
+    /// after 4 attempts"). The text is then empty and whatever parses it finds nothing (unparseable, unjudged).</summary>
+    public string? Error { get; init; }
+}
 
 /// <summary>A loaded checkpoint that can generate; thread-safe (work is queued to the model's thread).</summary>
 public interface ITextModel

@@ -36,9 +36,4 @@ public interface IArtifactRecordStore
     /// equal, Conflict when different values are already stored. Throws KeyNotFoundException for no pair.
     /// </summary>
     Task<WriteOutcome> SetPairReferenceLogProbsAsync(string pairId, double chosen, double rejected, CancellationToken ct = default);
-    /// <summary>
-    /// Replace a stored artifact's content (operator repair, or a test that tampers with a stored score).
-    /// Never used by the pipeline. Returns Updated, Unchanged, or Inserted when it did not exist.
-    /// </summary>
-    Task<WriteOutcome> OverwriteAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact;
 }

@@ -106,7 +106,7 @@ public sealed class CheckpointReadyConsumer(RunSpecCache specs) : IConsumer<Chec
 /// <summary>EvaluateCheckpoint -> greedy answers to the held-out split graded by the registered evaluator,
 /// and the model's judge scored against held-out labelled answers; one evaluation record per checkpoint
 /// (model index t of M_t), then CheckpointEvaluated.</summary>
-public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models,
+public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ExternalModels external,
     IEnumerable<IAnswerEvaluator> evaluators, ILogger<EvaluateCheckpointConsumer> log) : IConsumer<EvaluateCheckpoint>
 {
     public async Task Consume(ConsumeContext<EvaluateCheckpoint> context)
@@ -220,8 +220,10 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
     {
         var baseline = await models.GetAsync(baselineId, spec.Models.Dtype, ct);
         var baselineAnswers = await GreedyAnswersAsync(baseline, spec, m.RunId, baselineId, heldOut, ct);
-        var judgeId = spec.Evaluation!.JudgeModel is { } jm ? SpecRefs.CheckpointId(jm, "evaluation.judge_model") : Ids.StartCheckpoint(m.RunId, isM1: true);
-        var judge = await models.GetAsync(judgeId, spec.Models.Dtype, ct);
+        var pairwise = spec.Evaluation!.JudgeMode == EvaluationSpec.Pairwise;
+        // A checkpoint judge runs here; an endpoint judge (evaluation.judge_model {"endpoint": ...}) is called, each call stored.
+        var judge = await external.GetAsync(models, spec.Evaluation.JudgeModel ?? ModelRef.OfFolder(SpecRefs.Checkpoint(Ids.StartCheckpoint(m.RunId, isM1: true))),
+            "evaluation.judge_model", spec.Models.Dtype, new ExternalCallContext(m.RunId, m.Iteration, m.CheckpointId, pairwise ? "eval_pairwise" : "eval_judge"), ct);
         var contested = Enumerable.Range(0, heldOut.Count).Where(i => answers[i].Text != baselineAnswers[i].Text).ToList();
 
         int wins = 0, losses = 0, ties = heldOut.Count - contested.Count, unjudged = 0;
@@ -236,7 +238,8 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             }
         }
 
-        if (spec.Evaluation.JudgeMode == EvaluationSpec.Pairwise)
+        int failedCalls = 0;
+        if (pairwise)
         {
             // Two verdicts per contested item: the checkpoint's answer as A (order "ab"), then the baseline's as A ("ba").
             var requests = new List<GenerationRequest>();
@@ -246,13 +249,17 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                     var (a, b) = order == "ab" ? (answers[i].Text, baselineAnswers[i].Text) : (baselineAnswers[i].Text, answers[i].Text);
                     requests.Add(new GenerationRequest(PairwiseJudging.Format(heldOut[i], a, b),
                         Judging.SeedOf(spec, m.RunId, $"{m.CheckpointId}/eval-pair/{baselineId}/{i}/{order}", 0),
-                        spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens));
+                        spec.Judge.Sampling.Temperature, spec.Judge.Sampling.TopP, spec.Judge.Sampling.MaxNewTokens)
+                    { CallId = Ids.Judgement($"{m.CheckpointId}/eval-pair/{baselineId}/{i}/{order}", 0) });
                 }
             var outputs = await judge.GenerateAsync(requests, ct);
             int valid = 0;
             for (int c = 0; c < contested.Count; c++)
             {
                 string first = outputs[2 * c].Text, second = outputs[2 * c + 1].Text;
+                // An endpoint call that was refused or ran out of retries has no verdict: the item is unjudged, with the reason.
+                var callError = outputs[2 * c].Error ?? outputs[2 * c + 1].Error;
+                failedCalls += (outputs[2 * c].Error is null ? 0 : 1) + (outputs[2 * c + 1].Error is null ? 0 : 1);
                 var (v1, e1) = PairwiseJudging.Parse(first);
                 var (v2, e2) = PairwiseJudging.Parse(second);
                 valid += (v1 is null ? 0 : 1) + (v2 is null ? 0 : 1);
@@ -265,7 +272,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                     instruction = heldOut[i], answer = answers[i].Text, finish_reason = answers[i].FinishReason,
                     baseline = baselineId, baseline_answer = baselineAnswers[i].Text, baseline_finish_reason = baselineAnswers[i].FinishReason,
                     verdict_checkpoint_first = first, verdict_baseline_first = second,
-                    parsed_checkpoint_first = v1?.ToString(), parsed_baseline_first = v2?.ToString(), problem = e1 ?? e2, outcome,
+                    parsed_checkpoint_first = v1?.ToString(), parsed_baseline_first = v2?.ToString(), problem = callError ?? e1 ?? e2, outcome,
                 });
             }
             metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
@@ -286,6 +293,9 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             for (int c = 0; c < contested.Count; c++)
             {
                 var parsed = Enumerable.Range(0, 2 * k).Select(j => ScoreParser.Parse(outputs[2 * k * c + j].Text, spec.Judge.MaxScore)).ToList();
+                // Endpoint calls that were refused or ran out of retries score nothing; the example names why.
+                var callErrors = Enumerable.Range(0, 2 * k).Select(j => outputs[2 * k * c + j].Error).OfType<string>().Distinct().ToList();
+                failedCalls += Enumerable.Range(0, 2 * k).Count(j => outputs[2 * k * c + j].Error is not null);
                 valid += parsed.Count(p => p.IsValid);
                 double? self = ScoreParser.Mean(parsed.Take(k)), other = ScoreParser.Mean(parsed.Skip(k));
                 string outcome = self is null || other is null ? "unjudged" : self > other ? "win" : self < other ? "loss" : "tie";
@@ -297,7 +307,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
                     {
                         instruction = heldOut[i], answer = answers[i].Text, finish_reason = answers[i].FinishReason,
                         baseline = baselineId, baseline_answer = baselineAnswers[i].Text, baseline_finish_reason = baselineAnswers[i].FinishReason,
-                        score = self, baseline_score = other, outcome,
+                        score = self, baseline_score = other, outcome, problem = callErrors.Count == 0 ? null : string.Join("; ", callErrors),
                     });
             }
             metrics["win_rate_judge_valid_fraction"] = requests.Count == 0 ? double.NaN : (double)valid / requests.Count;
@@ -305,6 +315,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             metrics["baseline_mean_judge_score"] = scored == 0 ? double.NaN : baselineSum / scored;
             if (baselineIsParent) metrics["parent_mean_judge_score"] = metrics["baseline_mean_judge_score"];
         }
+        if (spec.Evaluation.JudgeModel is { IsEndpoint: true }) metrics["judge_failed_calls"] = failedCalls;
         int judged = wins + losses + ties;
         metrics["win_rate"] = judged == 0 ? double.NaN : (wins + ties / 2.0) / judged;
         metrics["wins"] = wins;

@@ -37,7 +37,7 @@ public sealed partial class IterationStartedConsumer(IArtifactStore store, RunSp
 /// <summary>GeneratePrompts -> this shard's prompts stored (deterministic ids and seeds), then the shard
 /// record. The consumer that finds every shard stored (counted from the store) filters across shards,
 /// stores the "prompt set final" record and sends one GenerateResponses per kept prompt.</summary>
-public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<GeneratePromptsConsumer> log)
+public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ExternalModels external, ILogger<GeneratePromptsConsumer> log)
     : IConsumer<GeneratePrompts>
 {
     public async Task Consume(ConsumeContext<GeneratePrompts> context)
@@ -88,13 +88,16 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
 
         var seedInstructions = await SeedInstructionsAsync(specs, spec, ct);
         var earlier = await EarlierPromptsAsync(m.RunId, m.Iteration, ct);
-        var checkpointId = spec.Models.PromptModel is { } pm ? SpecRefs.CheckpointId(pm, "models.prompt_model") : m.CheckpointId;
-        var model = await models.GetAsync(checkpointId, spec.Models.Dtype, ct);
+        // models.prompt_model: a fixed checkpoint, or an endpoint whose every call is stored (CallId = the prompt's id); null = M_t.
+        var model = await external.GetAsync(models, spec.Models.PromptModel ?? ModelRef.OfFolder(SpecRefs.Checkpoint(m.CheckpointId)), "models.prompt_model",
+            spec.Models.Dtype, new ExternalCallContext(m.RunId, m.Iteration, Ids.Shard(m.RunId, m.Iteration, m.Shard), "prompt"), ct);
+        var checkpointId = model.CheckpointId;
         var s = spec.Prompts.Sampling;
         var requests = Enumerable.Range(0, count).Select(i =>
         {
             long seed = Ids.Seed(spec.Seed, "prompt", Ids.SeedKey(m.RunId, Ids.Prompt(m.RunId, m.Iteration, m.Shard, i)));
-            return new GenerationRequest(SelfInstruct.BuildFewShot(seedInstructions, earlier, spec.Prompts.FewShot, seed), seed, s.Temperature, s.TopP, s.MaxNewTokens, Raw: true) { Stop = ["\n"] };
+            return new GenerationRequest(SelfInstruct.BuildFewShot(seedInstructions, earlier, spec.Prompts.FewShot, seed), seed, s.Temperature, s.TopP, s.MaxNewTokens, Raw: true)
+            { Stop = ["\n"], CallId = Ids.Prompt(m.RunId, m.Iteration, m.Shard, i) };
         }).ToList();
         var results = await model.GenerateAsync(requests, ct);
         return results.Select((r, i) => new Generated(SelfInstruct.ExtractTask(r.Text), requests[i].Seed, checkpointId, r.FinishReason)).ToList();

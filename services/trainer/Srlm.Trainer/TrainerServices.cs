@@ -8,7 +8,8 @@ namespace Srlm.Trainer;
 public static class TrainerServices
 {
     /// <summary>The trainer: job signal, status, the hosted worker. The runner (ITrainingJobRunner, default
-    /// LibraryTrainingRunner) and TrainingWorkerOptions may be registered by the host first.</summary>
+    /// LibraryTrainingRunner), TrainingWorkerOptions and ITrainingJobHooks (default none; only the fault tests' host
+    /// registers others) may be registered by the host first.</summary>
     public static IServiceCollection AddTrainer(this IServiceCollection services, TrainingWorkerOptions? options = null)
     {
         services.AddServiceKit();
@@ -17,6 +18,7 @@ public static class TrainerServices
         services.TryAddSingleton<TrainingJobSignal>();
         services.TryAddSingleton<TrainingStatus>();
         services.TryAddSingleton<ITrainingJobRunner, LibraryTrainingRunner>();
+        services.TryAddSingleton(TrainingJobHooks.None);
         services.AddHostedService<TrainingWorker>();
         return services;
     }

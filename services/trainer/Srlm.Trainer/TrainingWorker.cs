@@ -33,23 +33,9 @@ public sealed record TrainingWorkerOptions
     /// the pause starts at a second and doubles up to this.</summary>
     public TimeSpan HandOffRetryMaxDelay { get; init; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>Test hook (SRLM_TEST_HANG_AFTER_STEP): the training thread stops for good after reporting this
-    /// optimizer step, while the heartbeat goes on, so a test's SIGKILL lands mid-job however fast the machine is.</summary>
-    public int? HangAfterStep { get; init; }
-
-    /// <summary>Test hook (SRLM_TEST_HOLD_HANDOFF, a file path): once a job's checkpoints are stored, the worker holds
-    /// before publishing its hand-off (heartbeating) until this file exists, so a test can stop the broker exactly
-    /// between the two.</summary>
-    public string? HoldHandOffUntilFile { get; init; }
-
-    /// <summary>Test hook (SRLM_TEST_HOLD_CONTROL, a file path): a control arm holds before its DPO (heartbeating) until
-    /// this file exists, so a test can see the run go on without it.</summary>
-    public string? HoldControlUntilFile { get; init; }
-
     /// <summary>The service host's options from its environment: SRLM_JOBS_DIR (state folder; every trainer
     /// replica of a deployment must see the same one to resume another's job), SRLM_JOB_STALE_S (seconds without a
-    /// heartbeat after which another worker takes a running job over), SRLM_TEST_HANG_AFTER_STEP, SRLM_TEST_HOLD_HANDOFF
-    /// and SRLM_TEST_HOLD_CONTROL (tests only).</summary>
+    /// heartbeat after which another worker takes a running job over).</summary>
     public static TrainingWorkerOptions FromEnvironment(Func<string, string?> get)
     {
         ArgumentNullException.ThrowIfNull(get);
@@ -63,11 +49,6 @@ public sealed record TrainingWorkerOptions
                 throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_JOB_STALE_S ({s}) must be at least twice the job heartbeat interval ({o.HeartbeatInterval.TotalSeconds} s)");
             o = o with { StaleAfter = TimeSpan.FromSeconds(s) };
         }
-        if (get("SRLM_TEST_HANG_AFTER_STEP") is { Length: > 0 } hang)
-            o = o with { HangAfterStep = int.TryParse(hang, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0 ? n
-                : throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_TEST_HANG_AFTER_STEP must be a positive integer, got '{hang}'") };
-        if (get("SRLM_TEST_HOLD_HANDOFF") is { Length: > 0 } hold) o = o with { HoldHandOffUntilFile = Path.GetFullPath(hold) };
-        if (get("SRLM_TEST_HOLD_CONTROL") is { Length: > 0 } holdControl) o = o with { HoldControlUntilFile = Path.GetFullPath(holdControl) };
         return o;
     }
 }
@@ -92,7 +73,8 @@ public sealed class TrainingStatus
 /// dies at any point, the next claim continues from the stored facts: a stored output checkpoint is never trained
 /// again, and a job whose hand-off was not out yet publishes it again.</summary>
 public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStore checkpoints, RunSpecCache specs, ITrainingJobRunner runner,
-    IModelProvider models, IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ILogger<TrainingWorker> log) : BackgroundService
+    IModelProvider models, IBus bus, TrainingJobSignal signal, TrainingStatus status, TrainingWorkerOptions options, ITrainingJobHooks hooks,
+    ILogger<TrainingWorker> log) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -178,7 +160,8 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 LogTrained(log, job.RunId, job.Id, result.Steps, outputId, result.Resumed);
             }
             progress.MainTrained.TrySetResult();
-            if (!await HoldBeforeHandOffAsync(job, progress.Step, stoppingToken)) { await StopControlAsync(control, controlCts); return; }
+            var trainedStep = progress.Step;
+            if (!await hooks.BeforeHandOffAsync(job, ct => RenewAsync(job, trainedStep, null, ct), stoppingToken)) { await StopControlAsync(control, controlCts); return; }
 
             // Hand-off: the job stays running (and the run, after its last iteration) until every message of it is
             // published, each retried while the broker is away. A crash before the end leaves the job to the next claim,
@@ -274,26 +257,6 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         return true;
     }
 
-    /// <summary>The SRLM_TEST_HOLD_HANDOFF hook: waits, heartbeating, until the file exists. False when another worker
-    /// took the job over meanwhile.</summary>
-    private Task<bool> HoldBeforeHandOffAsync(JobRecord job, long step, CancellationToken ct) =>
-        HoldUntilFileAsync(job, options.HoldHandOffUntilFile, "its hand-off", () => step, ct);
-
-    /// <summary>Waits, heartbeating, until <paramref name="file"/> exists (nothing when it is null). False when another
-    /// worker took the job over meanwhile.</summary>
-    private async Task<bool> HoldUntilFileAsync(JobRecord job, string? file, string what, Func<long> step, CancellationToken ct)
-    {
-        if (file is null || File.Exists(file)) return true;
-        LogHolding(log, job.RunId, job.Id, what, file);
-        while (!File.Exists(file))
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
-            if (!await RenewAsync(job, step(), null, ct)) return false;
-        }
-        LogReleased(log, job.RunId, job.Id, what);
-        return true;
-    }
-
     /// <summary>Trains one model through the runner with heartbeats and metrics (named PREFIX/...); null when
     /// another worker took the job over (this one stops).</summary>
     private async Task<TrainingJobResult?> TrainAsync(JobRecord job, TrainingJobInput input, string prefix, string stateDir, JobProgress jobProgress, bool main, CancellationToken stoppingToken)
@@ -305,11 +268,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
             rows.Enqueue(r);
             if (main) jobProgress.Step = r.Step;
             status.Report(input.JobId, r.Step, r.TotalSteps);
-            if (main && r.Step == options.HangAfterStep && r.Metrics.ContainsKey("learning_rate")) // a train row, not a validation row
-            {
-                LogHanging(log, job.RunId, input.JobId, r.Step);
-                Thread.Sleep(Timeout.Infinite);
-            }
+            if (main) hooks.MainArmReported(job, r);
         });
         var training = runner.RunAsync(input, progress, jobCts.Token);
         while (!training.IsCompleted)
@@ -378,7 +337,7 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
                 // Dropout draws from libtorch's one global generator, seeded per step by each training loop: two arms
                 // with dropout must not train at the same time, or neither would be reproducible.
                 if (spec.Training.Dpo.Dropout > 0) await jobProgress.MainTrained.Task.WaitAsync(ct);
-                if (!await HoldUntilFileAsync(job, options.HoldControlUntilFile, "its control arm's DPO", () => jobProgress.Step, ct)) return null;
+                if (!await hooks.BeforeControlDpoAsync(job, c => RenewAsync(job, jobProgress.Step, null, c), ct)) return null;
                 result = await TrainAsync(job, new TrainingJobInput
                 {
                     JobId = job.Id + "/control", Kind = JobKind.Dpo, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
@@ -449,15 +408,6 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
 
     [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "run {RunId}: job {JobId} trained {Steps} steps -> {CheckpointId} (resumed from saved state: {Resumed})")]
     private static partial void LogTrained(ILogger logger, string runId, string jobId, int steps, string checkpointId, bool resumed);
-
-    [LoggerMessage(EventId = 6015, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} hangs after step {Step} (SRLM_TEST_HANG_AFTER_STEP)")]
-    private static partial void LogHanging(ILogger logger, string runId, string jobId, int step);
-
-    [LoggerMessage(EventId = 6016, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} holds before {What} until {File} exists (test hook)")]
-    private static partial void LogHolding(ILogger logger, string runId, string jobId, string what, string file);
-
-    [LoggerMessage(EventId = 6017, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} released for {What} (test hook)")]
-    private static partial void LogReleased(ILogger logger, string runId, string jobId, string what);
 
     [LoggerMessage(EventId = 6018, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId}: publishing its hand-off failed (try {Failures}), trying again in {Seconds} s: {Error}: {Reason}")]
     private static partial void LogHandOffRetry(ILogger logger, string runId, string jobId, int failures, double seconds, string error, string reason);

@@ -8,7 +8,8 @@ namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm audit RUN [--sample N] [--iteration T] [--seed S]`: re-runs a sample of stored judgements on their
 /// recorded checkpoint, prompt, candidate and seed with the judge's own scoring code, and compares text and score.
-/// Prints `N checked, M mismatches`; exit 1 when M > 0.</summary>
+/// Prints `N checked, M mismatches`; exit 1 when M > 0. Calls to external endpoints (spec evaluation.judge_model or
+/// models.prompt_model given as an endpoint) are listed in their own section, not re-run.</summary>
 public sealed class AuditCommand : ICommand
 {
     public string Name => "audit";
@@ -37,6 +38,7 @@ public sealed class AuditCommand : ICommand
         var result = await JudgementAudit.RunAsync(env.Store, provider.GetRequiredService<RunSpecCache>(), provider.GetRequiredService<IModelProvider>(),
             runId, sample, iteration, seed, Console.Out, cancel);
         Console.WriteLine($"{result.Checked} checked, {result.Mismatches} mismatches");
+        await ExternalCallsAudit.WriteAsync(env.Store, runId, iteration, sample, Console.Out, cancel);
         return result.Mismatches > 0 || result.Checked == 0 ? 1 : 0;
     }
 }
@@ -81,4 +83,33 @@ public static class JudgementAudit
     }
 
     private static string Show(double? score) => score?.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) ?? "unparseable";
+}
+
+/// <summary>The "external calls" section of `srlm audit`: what the run asked external endpoints and what they answered
+/// (or why they did not), from the stored <see cref="ExternalCallRecord"/>s. They are shown, never re-run: another model's
+/// server is not expected to give the same text twice, so no difference from a re-run is a mismatch.</summary>
+public static class ExternalCallsAudit
+{
+    public static async Task<int> WriteAsync(IArtifactStore store, string runId, int? iteration, int sample, TextWriter output, CancellationToken ct)
+    {
+        var calls = await store.ListAsync<ExternalCallRecord>(ArtifactQuery.OfRun(runId, iteration), ct);
+        if (calls.Count == 0) return 0;
+        await output.WriteLineAsync($"external calls: {calls.Count} stored, {calls.Count(c => c.Error is not null)} failed " +
+            "(not re-run: an external endpoint is not expected to reproduce its answers, so they are shown, not compared)");
+        foreach (var g in calls.GroupBy(c => (c.Model, c.Endpoint, c.Purpose)).OrderBy(g => g.Key.Purpose, StringComparer.Ordinal))
+            await output.WriteLineAsync($"  {g.Key.Purpose}: {g.Count()} calls to {g.Key.Model} at {g.Key.Endpoint}, {g.Count(c => c.Error is not null)} failed, " +
+                $"{g.Sum(c => c.Attempts)} attempts");
+        foreach (var c in calls.OrderBy(c => c.CallId, StringComparer.Ordinal).Take(sample))
+        {
+            var said = c.Error is { } e ? $"no answer: {e}" : $"{c.FinishReason ?? c.RawFinishReason ?? "?"}: {OneLine(c.Text ?? "")}";
+            await output.WriteLineAsync($"  {c.CallId}: {said}");
+        }
+        return calls.Count;
+    }
+
+    private static string OneLine(string text)
+    {
+        var line = text.ReplaceLineEndings(" ");
+        return line.Length > 100 ? line[..100] + "..." : line;
+    }
 }

@@ -13,6 +13,14 @@ namespace Srlm.Cli.Commands;
 /// </summary>
 public sealed class TrainCommand : ICommand
 {
+    private readonly Action<TrainingProgress>? _afterReport;
+
+    public TrainCommand() { }
+
+    /// <summary>A command whose training thread calls <paramref name="afterReport"/> after each progress line: the seam
+    /// through which the fault tests' host (tests/Srlm.FaultHost) stops a job mid-way. srlm itself never sets it.</summary>
+    public TrainCommand(Action<TrainingProgress> afterReport) => _afterReport = afterReport;
+
     public string Name => "train";
     public string Summary => "train sft|dpo --parent DIR --state DIR --out DIR (SFT: --ift FILE [--eft FILE --judge-template FILE]; DPO: --pairs FILE [--replay-ift FILE [--replay-eft FILE --judge-template FILE]] for options with replayPerPair > 0)";
 
@@ -47,7 +55,7 @@ public sealed class TrainCommand : ICommand
             return o;
         }
 
-        var progress = new LineProgress();
+        var progress = new LineProgress(_afterReport);
         TrainingResult result;
         try
         {
@@ -124,18 +132,14 @@ public sealed class TrainCommand : ICommand
     }
 
     /// <summary>One line per logging step on stderr: "step 3/20 loss 0.6931 ..." (stdout stays for the result).</summary>
-    private sealed class LineProgress : IProgress<TrainingProgress>
+    private sealed class LineProgress(Action<TrainingProgress>? afterReport) : IProgress<TrainingProgress>
     {
-        // Test hook for the resume-after-kill test: stop the training thread after reporting this step
-        // (before its state is saved) so the test's SIGKILL lands mid-job however fast the machine is.
-        private readonly int? _hangAt = int.TryParse(Environment.GetEnvironmentVariable("SRLM_TEST_HANG_AFTER_STEP"), out var n) ? n : null;
-
         public void Report(TrainingProgress p)
         {
             var values = string.Join(" ", p.Metrics.Where(kv => kv.Key != "step")
                 .Select(kv => $"{kv.Key} {kv.Value.ToString("G5", CultureInfo.InvariantCulture)}"));
             Console.Error.WriteLine($"{p.Kind} step {p.Step}/{p.TotalSteps} {values}");
-            if (p.Kind == "train" && p.Step == _hangAt) Thread.Sleep(Timeout.Infinite);
+            afterReport?.Invoke(p);
         }
     }
 }

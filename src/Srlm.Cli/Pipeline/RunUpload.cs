@@ -82,25 +82,30 @@ public static class RunUpload
             try
             {
                 ScratchModel.Create(spec, Resolve, scratch);
-                startRef = await Checkpoint(store, checkpoints, runId, startId, 0, scratch, null, Resolve, register: true, ct, origin: "init");
+                startRef = await Checkpoint(store, checkpoints, runId, startId, 0, scratch, null, Resolve, register: true, ct, origin: "init",
+                    inspect: dir => ContextFit.Check(spec, template, dir, "models.init", Resolve));
             }
             finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
         }
         else
             startRef = await Checkpoint(store, checkpoints, runId, startId, isM1 ? 1 : 0, spec.Models.M1 ?? spec.Models.Base!, spec.Models.Tokenizer, Resolve, register: true, ct,
                 chatTemplate: spec.Models.ChatTemplate,
+                inspect: dir => ContextFit.Check(spec, template, dir, isM1 ? "models.m1" : "models.base", Resolve),
                 // A given M1 stands for the SFT of the seed data (spec.models.m1): its lineage names the run's seed files.
                 datasetId: isM1 ? Ids.SftDataset(runId) : null);
-        string? promptModel = spec.Models.PromptModel is { } pm
+        // An endpoint stays as it is (nothing to upload; its key stays in the calling service's environment).
+        ModelRef? promptModel = spec.Models.PromptModel is { IsEndpoint: false, Folder: { } pm }
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/prompt-model", -1, pm, spec.Models.Tokenizer, Resolve, register: false, ct,
                 chatTemplate: spec.Models.ChatTemplate,
-                field: "spec.models.prompt_model")
-            : null;
+                field: "spec.models.prompt_model",
+                inspect: dir => ContextFit.CheckPromptModel(spec, dir, "models.prompt_model", Resolve))
+            : spec.Models.PromptModel;
 
-        string? judgeModel = spec.Evaluation?.JudgeModel is { } jm
+        ModelRef? judgeModel = spec.Evaluation?.JudgeModel is { IsEndpoint: false, Folder: { } jm }
             ? await Checkpoint(store, checkpoints, runId, $"{runId}/eval-judge", -1, jm, null, Resolve, register: false, ct,
-                field: "spec.evaluation.judge_model")
-            : null;
+                field: "spec.evaluation.judge_model",
+                inspect: dir => ContextFit.CheckEvaluationJudge(spec, template, dir, "evaluation.judge_model", Resolve))
+            : spec.Evaluation?.JudgeModel;
 
         // evaluation.baseline: "parent" and "m1" name checkpoints of the run; anything else is a folder, uploaded like the judge.
         string? baseline = spec.Evaluation?.Baseline is { } bl && bl is not (EvaluationSpec.BaselineParent or EvaluationSpec.BaselineM1)
@@ -127,7 +132,7 @@ public static class RunUpload
 
     private static async Task<string> Checkpoint(IArtifactStore store, ICheckpointStore checkpoints, string runId, string id, int modelIndex,
         string path, string? tokenizer, Func<string, string> resolve, bool register, CancellationToken ct, string origin = "upload", string? datasetId = null,
-        string field = "spec.models", string? chatTemplate = null)
+        string field = "spec.models", string? chatTemplate = null, Action<string>? inspect = null)
     {
         if (SpecRefs.IsCheckpoint(path))
         {
@@ -170,6 +175,8 @@ public static class RunUpload
             // A template the interpreter cannot render exactly is refused now, not when a worker loads the model.
             try { ChatFormat.Load(source); }
             catch (ChatTemplateException e) { throw new UsageException($"{field}: {e.Message}"); }
+            // The complete folder (its tokenizer and template merged in) as the services will load it.
+            inspect?.Invoke(source);
 
             var put = await checkpoints.PutAsync(id, source, ct);
             if (register)

@@ -70,8 +70,9 @@ public sealed record ModelsSpec
     /// <summary>Tokenizer folder or file when the checkpoint folder has none; null = the checkpoint's own.</summary>
     public string? Tokenizer { get; init; }
 
-    /// <summary>A fixed model that writes the new prompts (the paper used a separate model); null = M_t.</summary>
-    public string? PromptModel { get; init; }
+    /// <summary>A fixed model that writes the new prompts (the paper used a separate model): a checkpoint folder or an
+    /// OpenAI-compatible endpoint (<see cref="ModelRef"/>); null = M_t.</summary>
+    public ModelRef? PromptModel { get; init; }
 
     /// <summary>The dtype every inference of the run (prompts, candidates, judgements, evaluation) holds weights and
     /// multiplies in: "float32" (null: the default, whatever the checkpoints store), "bfloat16" or "float16". Training
@@ -116,12 +117,27 @@ public sealed record SeedDataSpec
     public string? Eft { get; init; }
 }
 
-/// <summary>Nucleus sampling settings of one generation stage.</summary>
+/// <summary>Nucleus sampling settings of one generation stage. A stage's `sampling` object in the JSON takes the
+/// stage's defaults (<see cref="StageDefaults"/>) for the fields it leaves out.</summary>
 public sealed record SamplingSpec
 {
     public double Temperature { get; init; } = 0.7;
     public double TopP { get; init; } = 0.9;
-    public int MaxNewTokens { get; init; } = 128;
+    public int MaxNewTokens { get; init; } = StageDefaults.CandidateTokens;
+}
+
+/// <summary>Token limits sized for a real instruct model (the paper's answers ran to 1,100-2,500 characters); the toy
+/// samples set their own small limits. A spec whose prompts plus these limits cannot fit the model's context is
+/// refused when the run is submitted, naming the field.</summary>
+public static class StageDefaults
+{
+    public const int CandidateTokens = 1024;
+    public const int JudgeTokens = 512;
+    public const int PromptTokens = 256;
+    public const int EvaluationTokens = 1024;
+    public const double PromptTemperature = 0.6;
+    public const double Temperature = 0.7;
+    public const double TopP = 0.9;
 }
 
 public static class PromptSources
@@ -155,7 +171,7 @@ public sealed record PromptsSpec
 
     public FewShotSpec FewShot { get; init; } = new();
 
-    public SamplingSpec Sampling { get; init; } = new() { Temperature = 0.6, TopP = 0.9, MaxNewTokens = 96 };
+    public SamplingSpec Sampling { get; init; } = new() { Temperature = StageDefaults.PromptTemperature, TopP = 0.9, MaxNewTokens = StageDefaults.PromptTokens };
 
     public PromptFilterSpec Filter { get; init; } = new();
 }
@@ -191,7 +207,7 @@ public sealed record ResponsesSpec
     /// <summary>N candidates per prompt, sampled in one batched call sharing the prompt's prefill.</summary>
     public int N { get; init; } = 4;
 
-    public SamplingSpec Sampling { get; init; } = new() { Temperature = 0.7, TopP = 0.9, MaxNewTokens = 128 };
+    public SamplingSpec Sampling { get; init; } = new() { Temperature = 0.7, TopP = 0.9, MaxNewTokens = StageDefaults.CandidateTokens };
 }
 
 /// <summary>LLM-as-a-Judge settings.</summary>
@@ -207,7 +223,7 @@ public sealed record JudgeSpec
     /// <summary>Template file (relative to the spec); `srlm start` inlines it into Template.</summary>
     public string? TemplateFile { get; init; }
 
-    public SamplingSpec Sampling { get; init; } = new() { Temperature = 0.7, TopP = 0.9, MaxNewTokens = 160 };
+    public SamplingSpec Sampling { get; init; } = new() { Temperature = 0.7, TopP = 0.9, MaxNewTokens = StageDefaults.JudgeTokens };
 
     /// <summary>Highest valid score (the additive rubric gives 0..5).</summary>
     public int MaxScore { get; init; } = 5;
@@ -333,8 +349,9 @@ public sealed record EvaluationSpec
     public string? Evaluator { get; init; }
 
     /// <summary>The fixed judge of <see cref="JudgeWinRate"/>: a checkpoint folder relative to the spec, uploaded by
-    /// `srlm start` (stored as checkpoint:ID). Null = the run's M1, the same judge for every checkpoint of the run.</summary>
-    public string? JudgeModel { get; init; }
+    /// `srlm start` (stored as checkpoint:ID), or an OpenAI-compatible endpoint (<see cref="ModelRef"/>). Null = the
+    /// run's M1, the same judge for every checkpoint of the run.</summary>
+    public ModelRef? JudgeModel { get; init; }
 
     public const string BaselineParent = "parent";
     public const string BaselineM1 = "m1";
@@ -361,7 +378,7 @@ public sealed record EvaluationSpec
     /// <summary>At most this many labelled answers for judge agreement (null = all).</summary>
     public int? MaxJudgeItems { get; init; }
 
-    public int MaxNewTokens { get; init; } = 64;
+    public int MaxNewTokens { get; init; } = StageDefaults.EvaluationTokens;
 }
 
 /// <summary>References a stored spec uses instead of paths: `srlm start` uploads every file the spec names

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
 namespace Srlm.Contracts.Spec;
@@ -26,10 +27,11 @@ public static class RunSpecJson
     /// <summary>Parses and validates; throws RunSpecException naming the field at fault.</summary>
     public static RunSpec Parse(string json)
     {
+        RefuseExternalLoopJudge(json);
         RunSpec? spec;
         try
         {
-            spec = JsonSerializer.Deserialize<RunSpec>(json, Options);
+            spec = JsonSerializer.Deserialize<RunSpec>(WithStageDefaults(json), Options);
         }
         catch (JsonException e)
         {
@@ -58,7 +60,46 @@ public static class RunSpecJson
         }
     }
 
+    /// <summary>The loop's judge is the model being trained (M_t judges its own candidates: that is what makes the loop
+    /// self-rewarding), so `judge` takes no model and no endpoint; an external judge belongs in evaluation.judge_model.</summary>
+    private static void RefuseExternalLoopJudge(string json)
+    {
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException) { return; } // the deserializer names the fault
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("judge", out var judge) || judge.ValueKind != JsonValueKind.Object) return;
+            foreach (var field in new[] { "model", "judge_model", "endpoint", "api_key_env" })
+                if (judge.TryGetProperty(field, out _))
+                    throw new RunSpecException($"spec.judge.{field}: the loop's judge is always the model being trained (M_t judges its own candidates, " +
+                        "which is what makes the loop self-rewarding), so it takes no other model or endpoint; a fixed external judge can evaluate checkpoints as evaluation.judge_model");
+        }
+    }
+
     public static string Serialize(RunSpec spec) => JsonSerializer.Serialize(spec, Options);
+
+    /// <summary>A stage's `sampling` object given without some of its fields takes that stage's defaults for them
+    /// (not SamplingSpec's): `"judge": {"sampling": {"temperature": 0}}` keeps the judge's 512 new tokens.</summary>
+    private static string WithStageDefaults(string json)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }); }
+        catch (JsonException) { return json; } // the deserializer reports it with its path
+        if (root is not JsonObject o) return json;
+        bool changed = false;
+        void Fill(string stage, double temperature, int tokens)
+        {
+            if (o[stage] is not JsonObject s || s["sampling"] is not JsonObject sampling) return;
+            if (!sampling.ContainsKey("temperature")) { sampling["temperature"] = temperature; changed = true; }
+            if (!sampling.ContainsKey("top_p")) { sampling["top_p"] = StageDefaults.TopP; changed = true; }
+            if (!sampling.ContainsKey("max_new_tokens")) { sampling["max_new_tokens"] = tokens; changed = true; }
+        }
+        Fill("prompts", StageDefaults.PromptTemperature, StageDefaults.PromptTokens);
+        Fill("responses", StageDefaults.Temperature, StageDefaults.CandidateTokens);
+        Fill("judge", StageDefaults.Temperature, StageDefaults.JudgeTokens);
+        return changed ? o.ToJsonString() : json;
+    }
 
     /// <summary>"$.judge.samples" -> "spec.judge.samples"; "$.pairs['x']" stays readable.</summary>
     internal static string FieldPath(string? jsonPath) =>
@@ -109,6 +150,7 @@ public static class RunSpecValidator
             Check(given <= 1, "models.m1", "give exactly one of `base`, `init` and `m1`");
             Check(spec.Models.Dtype is null or "float32" or "bfloat16" or "float16", "models.dtype", $"must be \"float32\", \"bfloat16\" or \"float16\", got \"{spec.Models.Dtype}\"");
             Check(spec.Models.ChatTemplate is null || spec.Models.Init is null, "models.chat_template", "applies to a checkpoint folder (models.base or models.m1), not to models.init");
+            if (spec.Models.PromptModel is { } pm) errors.AddRange(pm.Problems("models.prompt_model"));
             if (spec.Models.Init is { } init)
             {
                 Check(init.Tokenizer is "char" or "bpe", "models.init.tokenizer", "must be \"char\" or \"bpe\"");
@@ -220,6 +262,7 @@ public static class RunSpecValidator
             Check(e.MaxNewTokens >= 1, "evaluation.max_new_tokens", "must be >= 1");
             Check(e.JudgeModel is null || e.Evaluator == EvaluationSpec.JudgeWinRate, "evaluation.judge_model",
                 $"is the judge of evaluator \"{EvaluationSpec.JudgeWinRate}\" only (evaluator is \"{e.Evaluator}\")");
+            if (e.JudgeModel is { } jm) errors.AddRange(jm.Problems("evaluation.judge_model"));
             Check(e.JudgeMode is EvaluationSpec.Pointwise or EvaluationSpec.Pairwise, "evaluation.judge_mode",
                 $"must be \"{EvaluationSpec.Pointwise}\" or \"{EvaluationSpec.Pairwise}\"");
             Check(!string.IsNullOrWhiteSpace(e.Baseline), "evaluation.baseline",

@@ -43,14 +43,7 @@ public static class SrlmInfrastructureExtensions
         {
             var set = OpenStores(configuration, defaultStore);
             services.AddSingleton(_ => set); // factory registration: the container disposes it at shutdown
-            if (configuration[NonIdempotentStore.Variable] is { Length: > 0 } careless)
-            {
-                if (careless != "judgement")
-                    throw new SrlmConfigurationException($"{NonIdempotentStore.Variable} must be 'judgement' (a test hook), got '{careless}'");
-                Console.Error.WriteLine($"{NonIdempotentStore.Variable}=judgement: judge samples are stored under random ids without looking at stored ones (test hook; never in a deployment)");
-                services.AddSingleton(sp => NonIdempotentStore.Wrap(sp.GetRequiredService<StoreSet>().Artifacts));
-            }
-            else services.AddSingleton(sp => sp.GetRequiredService<StoreSet>().Artifacts);
+            services.AddSingleton(sp => sp.GetRequiredService<StoreSet>().Artifacts);
             services.AddSingleton(sp => sp.GetRequiredService<StoreSet>().Checkpoints);
         }
 

@@ -74,6 +74,12 @@ public sealed record PromptTemplate(string Name, string Template)
         return Plain;
     }
 
+    /// <summary>The template a checkpoint folder's prompts are rendered with: its chat template (chat_template.jinja or
+    /// tokenizer_config.json's), else srlm.json's layout, else the family guessed from the config.</summary>
+    public static PromptTemplate ForFolder(string dir, LlamaConfig config, ITokenizer tokenizer) =>
+        ChatFormat.Load(dir) is { } chat ? FromChat(chat)
+            : Load(dir) ?? ForModel(config, TokenizerConfig.Load(Path.Combine(dir, Tokenizers.ConfigFile)), tokenizer);
+
     /// <summary>Reads srlm.json's template from a checkpoint folder; null when absent.</summary>
     public static PromptTemplate? Load(string dir)
     {

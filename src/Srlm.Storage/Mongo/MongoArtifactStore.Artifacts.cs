@@ -5,7 +5,7 @@ using Polly;
 namespace Srlm.Storage.Mongo;
 
 // MongoArtifactStore: artifacts.
-public sealed partial class MongoArtifactStore
+public sealed partial class MongoArtifactStore : IArtifactOverwrite
 {
     private static string Key(string kind, string id) => kind + "|" + id;
 
@@ -55,7 +55,7 @@ public sealed partial class MongoArtifactStore
         return outcomes;
     }
 
-    public Task<WriteOutcome> OverwriteAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact
+    Task<WriteOutcome> IArtifactOverwrite.OverwriteAsync<T>(T artifact, CancellationToken ct)
     {
         Validate(artifact);
         return R(async token =>

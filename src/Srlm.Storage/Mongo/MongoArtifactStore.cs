@@ -125,8 +125,8 @@ public sealed partial class MongoArtifactStore : IArtifactStore
             new BsonDocument { { "run_id", 1 }, { "iteration", 1 }, { "step", 1 }, { "name", 1 } }, new CreateIndexOptions { Unique = true }), cancellationToken: ct);
     }
 
-    /// <summary>Test/operator hook: overwrite the recorded schema version (used to prove the refusal).</summary>
-    public Task SetStoredSchemaVersionForTestingAsync(int version, CancellationToken ct = default) =>
+    /// <summary>Overwrites the recorded schema version, for the test that proves the refusal (internal: Srlm.Tests only).</summary>
+    internal Task SetStoredSchemaVersionForTestingAsync(int version, CancellationToken ct = default) =>
         _meta.ReplaceOneAsync(new BsonDocument("_id", "schema_version"), new BsonDocument { { "_id", "schema_version" }, { "value", version } },
             new ReplaceOptions { IsUpsert = true }, ct);
 

@@ -5,7 +5,7 @@ using Polly;
 namespace Srlm.Storage.Sqlite;
 
 // SqliteArtifactStore: artifacts.
-public sealed partial class SqliteArtifactStore
+public sealed partial class SqliteArtifactStore : IArtifactOverwrite
 {
     private static void Validate<T>(T a) where T : class, IArtifact
     {
@@ -63,7 +63,7 @@ public sealed partial class SqliteArtifactStore
         }, ct);
     }
 
-    public Task<WriteOutcome> OverwriteAsync<T>(T artifact, CancellationToken ct = default) where T : class, IArtifact
+    Task<WriteOutcome> IArtifactOverwrite.OverwriteAsync<T>(T artifact, CancellationToken ct)
     {
         Validate(artifact);
         var now = _clock.GetUtcNow();

@@ -72,12 +72,14 @@ public sealed class MultiProcessRun : IAsyncDisposable
     /// <summary>Generator, pairbuilder and trainer once, the judge <paramref name="judges"/> times; returns when every
     /// one reports healthy (its bus started: in a fresh virtual host the queues exist only from then on, and a message
     /// published before its consumers' queue is bound is dropped by the broker).</summary>
-    public async Task StartServicesAsync(int judges = 1, IReadOnlyDictionary<string, string>? trainerEnvironment = null, int generators = 1)
+    /// <param name="trainerFaults">when given, the trainer runs in the fault host with these faults (SRLM_TEST_*).</param>
+    public async Task StartServicesAsync(int judges = 1, IReadOnlyDictionary<string, string>? trainerFaults = null, int generators = 1)
     {
         for (int i = 0; i < generators; i++) Harness.Start("generator");
         for (int i = 0; i < judges; i++) Harness.Start("judge");
         Harness.Start("pairbuilder");
-        Harness.Start("trainer", trainerEnvironment);
+        if (trainerFaults is null) Harness.Start("trainer");
+        else Harness.StartWithFaults("trainer", trainerFaults);
         await WaitHealthyAsync(Harness.Processes);
     }
 

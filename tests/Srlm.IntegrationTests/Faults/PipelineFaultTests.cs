@@ -90,11 +90,11 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         Assert.Equal("completed", status.GetProperty("state").GetString());
         Assert.All(status.GetProperty("iterations").EnumerateArray(), i => Assert.Equal(0, i.GetProperty("duplicates").GetInt64()));
 
-        // The counter is not blind: the judges replaced by one that writes carelessly (SRLM_TEST_NON_IDEMPOTENT: samples
-        // under random ids, stored ones never looked at), iteration 1's JudgeCandidates delivered once more store every
-        // sample again, and `srlm status` counts each of them as a duplicate; no other iteration changes.
+        // The counter is not blind: the judges replaced by one that writes carelessly (the fault host with
+        // SRLM_TEST_NON_IDEMPOTENT: samples under random ids, stored ones never looked at), iteration 1's JudgeCandidates
+        // delivered once more store every sample again, and `srlm status` counts each of them as a duplicate; no other iteration changes.
         foreach (var judge in run.Harness.Processes.Where(p => p.Name.StartsWith("judge-", StringComparison.Ordinal)).ToList()) await judge.StopAsync();
-        var careless = run.Harness.Start("judge", new Dictionary<string, string> { ["SRLM_TEST_NON_IDEMPOTENT"] = "judgement" });
+        var careless = run.Harness.StartWithFaults("judge", new Dictionary<string, string> { ["SRLM_TEST_NON_IDEMPOTENT"] = "judgement" });
         await run.WaitHealthyAsync([careless]);
         var iteration1 = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfRun(shared.RunId, 1))).Count;
         (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(3), "replay", shared.RunId, "--iteration", "1", "--type", "JudgeCandidate");
@@ -122,7 +122,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // State saved after every optimizer step; the first trainer holds after reporting step 2 (state of step 1 saved,
         // the heartbeat going on), so the SIGKILL lands mid-job however fast the machine is.
         var spec = run.SmokeSpecWith(s => s["training"]!["dpo"]!["save_state_every_steps"] = 1);
-        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HANG_AFTER_STEP"] = "2" });
+        await run.StartServicesAsync(judges: 1, trainerFaults: new Dictionary<string, string> { ["SRLM_TEST_HANG_AFTER_STEP"] = "2" });
         var runId = await run.StartRunAsync(spec);
         var store = await run.StoreAsync();
         var first = run.Service("trainer-0");
@@ -294,7 +294,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // The trainer holds every job after storing its checkpoints and before publishing the hand-off, until this file
         // exists: the broker goes down exactly in between, whatever the machine's speed.
         var release = Path.Combine(run.Folder, "release-handoff");
-        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_HANDOFF"] = release });
+        await run.StartServicesAsync(judges: 1, trainerFaults: new Dictionary<string, string> { ["SRLM_TEST_HOLD_HANDOFF"] = release });
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
         var trainer = run.Service("trainer-0");
@@ -367,7 +367,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // Every control arm holds before its DPO until this file exists: iteration 2 must get all the way to its pairs
         // (and its DPO job) without C2, and the run must not complete without C3.
         var release = Path.Combine(run.Folder, "release-control");
-        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = release });
+        await run.StartServicesAsync(judges: 1, trainerFaults: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = release });
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
         var trainer = run.Service("trainer-0");
@@ -409,7 +409,7 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // The iteration-1 job's control arm holds (heartbeating) before its DPO until a file that never comes: the
         // job is running when the operator cancels, and only the cancel can end it.
         var never = Path.Combine(run.Folder, "never");
-        await run.StartServicesAsync(judges: 1, trainerEnvironment: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = never });
+        await run.StartServicesAsync(judges: 1, trainerFaults: new Dictionary<string, string> { ["SRLM_TEST_HOLD_CONTROL"] = never });
         var runId = await run.StartRunAsync();
         var store = await run.StoreAsync();
         var trainer = run.Service("trainer-0");

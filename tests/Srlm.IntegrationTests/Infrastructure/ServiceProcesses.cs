@@ -27,6 +27,18 @@ public static class ServiceBinaries
                ?? throw new FileNotFoundException($"{name} is not built (looked in {string.Join(", ", candidates)}); run `dotnet build Pipeline.sln -c {Configuration}` or set SRLM_SERVICE_BIN");
     }
 
+    /// <summary>srlm-faulthost.dll, the fault tests' host (tests/Srlm.FaultHost, beside these tests): the judge and trainer
+    /// built from their libraries plus injected faults. Never published; the production hosts above have no faults.</summary>
+    public static string FaultHostDll()
+    {
+        var candidates = new[]
+        {
+            Path.Combine(AppContext.BaseDirectory, "srlm-faulthost.dll"),
+            Path.Combine(RepositoryRoot, "tests", "Srlm.FaultHost", "bin", Configuration, "net10.0", "srlm-faulthost.dll"),
+        };
+        return candidates.FirstOrDefault(File.Exists) ?? throw new FileNotFoundException($"srlm-faulthost.dll not found in {string.Join(", ", candidates)}");
+    }
+
     public static string CliDll()
     {
         var bin = Environment.GetEnvironmentVariable("SRLM_SERVICE_BIN");
@@ -51,14 +63,17 @@ public static class ServiceBinaries
 public sealed class ServiceProcess : IAsyncDisposable
 {
     private readonly string _dll;
+    private readonly IReadOnlyList<string> _arguments;
     private readonly IReadOnlyDictionary<string, string> _env;
     private Process? _process;
     private StreamWriter? _log;
 
-    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logFile)
+    /// <param name="arguments">after the dll, e.g. the service a fault host runs.</param>
+    public ServiceProcess(string name, string dll, IReadOnlyDictionary<string, string> environment, string logFile, IReadOnlyList<string>? arguments = null)
     {
         Name = name;
         _dll = dll;
+        _arguments = arguments ?? [];
         _env = environment;
         LogFile = logFile;
     }
@@ -75,10 +90,11 @@ public sealed class ServiceProcess : IAsyncDisposable
         if (IsRunning) throw new InvalidOperationException($"{Name} is already running (pid {Pid})");
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(_dll);
+        foreach (var a in _arguments) psi.ArgumentList.Add(a);
         foreach (var (k, v) in _env) psi.Environment[k] = v;
         _log ??= new StreamWriter(LogFile, append: true) { AutoFlush = true };
         var log = _log;
-        lock (log) log.WriteLine($"---- {DateTimeOffset.UtcNow:O} start {Name}: dotnet {_dll}");
+        lock (log) log.WriteLine($"---- {DateTimeOffset.UtcNow:O} start {Name}: dotnet {string.Join(' ', [_dll, .. _arguments])}");
         _process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {Name}");
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
@@ -116,6 +132,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     {
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(_dll);
+        foreach (var a in _arguments) psi.ArgumentList.Add(a);
         psi.ArgumentList.Add("--health");
         foreach (var (k, v) in _env) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
@@ -176,6 +193,20 @@ public sealed class ServiceHarness : IAsyncDisposable
         var env = new Dictionary<string, string>(Environment) { ["SRLM_HEALTH_FILE"] = Path.Combine(Folder, name + ".health") };
         if (extraEnvironment is not null) foreach (var (k, v) in extraEnvironment) env[k] = v;
         var p = new ServiceProcess(name, dll ?? ServiceBinaries.HostDll(service), env, Path.Combine(Folder, name + ".log"));
+        _processes.Add(p);
+        p.Start();
+        return p;
+    }
+
+    /// <summary>Starts one more process of a service through the fault host (srlm-faulthost SERVICE) with the faults
+    /// that <paramref name="faults"/> asks for (SRLM_TEST_* variables): the same service library, one fault module more.</summary>
+    public ServiceProcess StartWithFaults(string service, IReadOnlyDictionary<string, string> faults)
+    {
+        var index = _processes.Count(p => p.Name.StartsWith(service + "-", StringComparison.Ordinal));
+        var name = $"{service}-{index}";
+        var env = new Dictionary<string, string>(Environment) { ["SRLM_HEALTH_FILE"] = Path.Combine(Folder, name + ".health") };
+        foreach (var (k, v) in faults) env[k] = v;
+        var p = new ServiceProcess(name, ServiceBinaries.FaultHostDll(), env, Path.Combine(Folder, name + ".log"), [service]);
         _processes.Add(p);
         p.Start();
         return p;

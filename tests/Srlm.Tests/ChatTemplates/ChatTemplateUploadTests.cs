@@ -30,7 +30,7 @@ public sealed class ChatTemplateUploadTests : IAsyncLifetime
     }
 
     private static RunSpec Spec(string template) => RunSpecJson.Parse(
-        $$"""{ "schema_version": 1, "name": "chat", "models": { "m1": "m1", "chat_template": "{{template}}" }, "seed_data": { "ift": "ift.jsonl" } }""");
+        $$"""{ "schema_version": 1, "name": "chat", "iterations": 1, "prompts": { "sampling": { "max_new_tokens": 16 } }, "responses": { "sampling": { "max_new_tokens": 16 } }, "judge": { "template": "Judge {instruction} {response}", "sampling": { "max_new_tokens": 16 } }, "models": { "m1": "m1", "chat_template": "{{template}}" }, "seed_data": { "ift": "ift.jsonl" } }""");
 
     [Fact]
     public async Task The_spec_template_is_written_into_the_uploaded_checkpoint_and_replaces_the_folders_layout()

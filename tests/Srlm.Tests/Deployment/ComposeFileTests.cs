@@ -9,6 +9,7 @@ public class ComposeFileTests
     private const string Base = "docker-compose.yml", Gpu = "docker-compose.gpu.yml", EnvExample = ".env.example";
     private static readonly string[] SrlmServices = ["generator", "judge", "pairbuilder", "trainer"];
     private static readonly string[] SrlmVariables = ["SRLM_BUS", "SRLM_CHECKPOINTS", "SRLM_STORE", "SRLM_THREADS"];
+    private const string EndpointKey = "SRLM_ENDPOINT_API_KEY";
 
     // docker-compose 1.29 is a Python program that takes seconds to start: resolve each file set once.
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<ComposeConfig>> Cache = new();
@@ -99,7 +100,8 @@ public class ComposeFileTests
         var c = Resolved();
         foreach (var s in SrlmServices)
         {
-            Assert.Equal(SrlmVariables, c.Environment(s).Keys.Order(StringComparer.Ordinal));
+            // The generator also gets the key of an external endpoint (spec models.prompt_model / evaluation.judge_model).
+            Assert.Equal(s == "generator" ? SrlmVariables.Append(EndpointKey).Order(StringComparer.Ordinal) : SrlmVariables, c.Environment(s).Keys.Order(StringComparer.Ordinal));
             Assert.Null(Get(c.Service(s), "env_file"));
             Assert.Null(Get(c.Service(s), "command"));
             Assert.Null(Get(c.Service(s), "entrypoint"));
@@ -111,7 +113,8 @@ public class ComposeFileTests
             Assert.True(int.Parse(env["SRLM_THREADS"], System.Globalization.CultureInfo.InvariantCulture) > 0);
         }
         // Every service sees the same infrastructure.
-        Assert.Single(SrlmServices.Select(s => string.Join(";", c.Environment(s).OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"))).Distinct());
+        Assert.Single(SrlmServices.Select(s => string.Join(";", c.Environment(s).Where(kv => kv.Key != EndpointKey).OrderBy(kv => kv.Key).Select(kv => $"{kv.Key}={kv.Value}"))).Distinct());
+        Assert.Equal("", c.Environment("generator")[EndpointKey]); // .env.example leaves it empty
     }
 
     [SkippableFact]
@@ -175,7 +178,7 @@ public class ComposeFileTests
             Assert.Contains("gpu", ((YamlSequenceNode)Get(device, "capabilities")!).Children.Select(n => ((YamlScalarNode)n).Value));
             Assert.EndsWith("-cuda", Scalar(c.Service(s), "image"));
             Assert.Equal("service_healthy", Scalar(c.Service(s), "depends_on", "rabbitmq", "condition"));
-            Assert.Equal(SrlmVariables.Append("SRLM_DEVICE").Order(StringComparer.Ordinal), c.Environment(s).Keys.Order(StringComparer.Ordinal));
+            Assert.Equal(SrlmVariables.Append("SRLM_DEVICE").Concat(s == "generator" ? [EndpointKey] : []).Order(StringComparer.Ordinal), c.Environment(s).Keys.Order(StringComparer.Ordinal));
             Assert.Equal("cuda", c.Environment(s)["SRLM_DEVICE"]);
         }
         Assert.Null(Get(c.Service("pairbuilder"), "deploy"));

@@ -7,6 +7,7 @@ using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.ServiceKit;
 using Srlm.Storage;
+using Srlm.Tests.Storage;
 
 namespace Srlm.Tests.Messaging;
 

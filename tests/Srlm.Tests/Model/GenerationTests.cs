@@ -138,6 +138,12 @@ public class GenerationTests(ITestOutputHelper output)
         var stopped = new TextGenerator(copy, lm.Tokenizer).Generate([new GenerationRequest(prompt, 0UL)], SamplingOptions.Greedy(40))[0];
         Assert.Equal(FinishReason.Eos, stopped.FinishReason);
         Assert.Equal(free.TokenIds.Take(firstAt), stopped.TokenIds);
+        // An EOS that is the last token allowed still ends by EOS, not by the limit (issue 20).
+        var lastAllowed = new TextGenerator(copy, lm.Tokenizer).Generate([new GenerationRequest(prompt, 0UL)], SamplingOptions.Greedy(firstAt + 1))[0];
+        Assert.Equal((FinishReason.Eos, firstAt), (lastAllowed.FinishReason, lastAllowed.TokenIds.Length));
+        // One token fewer allowed: cut by the limit.
+        var cutShort = new TextGenerator(copy, lm.Tokenizer).Generate([new GenerationRequest(prompt, 0UL)], SamplingOptions.Greedy(firstAt))[0];
+        Assert.Equal((FinishReason.Length, firstAt), (cutShort.FinishReason, cutShort.TokenIds.Length));
 
         // A stop string taken from the middle of the free text.
         var stop = free.Text.Substring(10, 3);

@@ -219,7 +219,11 @@ public class ServeLimitTests
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(3) };
         // Hold the model's thread so the first request stays admitted while the second arrives.
         using var gate = new ManualResetEventSlim();
-        var blocker = model.RunAsync(_ => gate.Wait(TimeSpan.FromMinutes(2)));
+        using var running = new ManualResetEventSlim();
+        var blocker = model.RunAsync(_ => { running.Set(); return gate.Wait(TimeSpan.FromMinutes(2)); });
+        // Pending counts queued work only once the blocker runs; before that the blocker itself is the one pending
+        // (on a loaded machine the model's thread can start it late, and the second request would be admitted first).
+        Assert.True(running.Wait(TimeSpan.FromMinutes(1)), "the model's thread never started the blocker");
         var first = http.PostAsync(server.Address + "/v1/completions", new StringContent("""{"prompt":"abc","max_tokens":4}"""));
         var deadline = Stopwatch.StartNew();
         while (model.Executor.Pending < 1)

@@ -2,6 +2,13 @@ using Srlm.Storage;
 
 namespace Srlm.Tests.Storage;
 
+/// <summary>The store's test-only write: <see cref="IArtifactOverwrite"/>, which no production interface has.</summary>
+public static class StoreTestAccess
+{
+    public static Task<WriteOutcome> OverwriteAsync<T>(this IArtifactStore store, T artifact, CancellationToken ct = default) where T : class, IArtifact =>
+        ((IArtifactOverwrite)store).OverwriteAsync(artifact, ct);
+}
+
 /// <summary>A clock the tests move by hand (stale job heartbeats).</summary>
 public sealed class ManualClock(DateTimeOffset start) : TimeProvider
 {

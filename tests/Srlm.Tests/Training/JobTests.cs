@@ -186,15 +186,21 @@ public class JobTests
     }
 
     /// <summary>Runs srlm (the CLI beside the tests) with one libtorch thread; optionally SIGKILLs it once
-    /// it reports the given training step (the child holds its training thread there, so the kill always
-    /// lands mid-job, after the state of the step before was saved).</summary>
+    /// it reports the given training step (then srlm runs in the fault host, whose train verb holds its training thread
+    /// there, so the kill always lands mid-job, after the state of the step before was saved).</summary>
     private static async Task<(int Code, bool Killed, string Stdout, string Stderr)> Srlm(string[] args, int? killAfterStep)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "srlm.dll"));
+        if (killAfterStep is int hang)
+        {
+            // srlm's own verbs in the fault tests' host, whose train verb holds its training thread after this step.
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "srlm-faulthost.dll"));
+            psi.ArgumentList.Add("cli");
+            psi.Environment["SRLM_TEST_HANG_AFTER_STEP"] = hang.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        else psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "srlm.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["SRLM_THREADS"] = "1";
-        if (killAfterStep is int hang) psi.Environment["SRLM_TEST_HANG_AFTER_STEP"] = hang.ToString(System.Globalization.CultureInfo.InvariantCulture);
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var err = new System.Text.StringBuilder();

@@ -1,16 +1,14 @@
 using System.Reflection;
 using Srlm.Storage;
 
-namespace Srlm.Messaging.Hosting;
+namespace Srlm.FaultHost;
 
-/// <summary>Test hook (SRLM_TEST_NON_IDEMPOTENT=judgement): the artifact store as a careless writer would use it, for the
+/// <summary>The fault SRLM_TEST_NON_IDEMPOTENT=judgement: the artifact store as a careless writer would use it, for the
 /// fault test that proves the `duplicates` counter sees such a writer. Judge samples are stored under fresh random ids
 /// and the process never sees the ones already stored, so every delivery of a JudgeCandidate stores K more samples
-/// for the same (candidate, sample index). Everything else goes to the real store unchanged. Never set it in a deployment.</summary>
+/// for the same (candidate, sample index). Everything else goes to the real store unchanged. Only srlm-faulthost has it.</summary>
 public class NonIdempotentStore : DispatchProxy
 {
-    public const string Variable = "SRLM_TEST_NON_IDEMPOTENT";
-
     private IArtifactStore _inner = null!;
 
     public static IArtifactStore Wrap(IArtifactStore inner)
