@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Srlm.Contracts.Spec;
 using Srlm.Messaging.Broker;
 using Srlm.Messaging.Journal;
 using Srlm.Storage;
@@ -33,7 +34,8 @@ public sealed record IterationCounts
 /// <summary>Messages handled per minute by one stage, over the recent window.</summary>
 public sealed record StageThroughput(string Stage, string MessageType, long Handled, double PerMinute);
 
-public sealed record TrainingProgress(string JobId, string Kind, int Iteration, string State, long Step, long? TotalSteps, int Attempts);
+/// <summary>One training job of the run as `srlm status` lists it (the stored job record's state and step).</summary>
+public sealed record TrainingJobStatus(string JobId, string Kind, int Iteration, string State, long Step, long? TotalSteps, int Attempts);
 
 /// <summary>What `srlm status RUN` reports.</summary>
 public sealed record RunStatusReport
@@ -47,7 +49,7 @@ public sealed record RunStatusReport
     public double SecondsSinceProgress { get; init; }
     public required IReadOnlyList<IterationCounts> Iterations { get; init; }
     public required IReadOnlyList<StageThroughput> Throughput { get; init; }
-    public IReadOnlyList<TrainingProgress> Training { get; init; } = [];
+    public IReadOnlyList<TrainingJobStatus> Training { get; init; } = [];
     /// <summary>Rough seconds left for the current iteration's generation and judging at the recent rates (null when unknown).</summary>
     public double? EtaSeconds { get; init; }
     /// <summary>Ready messages per queue (shared by all runs on the broker); null without a RabbitMQ broker.</summary>
@@ -131,27 +133,22 @@ public static class RunStatusBuilder
         {
             RunId = runId, State = state, FailureReason = run.FailureReason, CreatedAt = run.CreatedAt, LastProgressAt = run.LastProgressAt,
             SecondsSinceProgress = Math.Round(sinceProgress, 1), Iterations = iterations, Throughput = throughput, EtaSeconds = eta is null ? null : Math.Round(eta.Value),
-            Training = jobs.Select(j => new TrainingProgress(j.Id, j.Kind.ToString(), j.Iteration, j.State.ToString(), j.Step, j.TotalSteps, j.Attempts)).ToList(),
+            Training = jobs.Select(j => new TrainingJobStatus(j.Id, j.Kind.ToString(), j.Iteration, j.State.ToString(), j.Step, j.TotalSteps, j.Attempts)).ToList(),
             Errors = errors.Count,
         };
     }
 
-    /// <summary>N (candidates per prompt) and K (judge samples) from the stored spec (snake_case JSON), with the paper's defaults.</summary>
+    /// <summary>N (candidates per prompt) and K (judge samples) from the stored spec, read by <see cref="RunSpecJson"/>
+    /// (the one spec reader, with the spec's own defaults). A stored spec was checked when its run started; one that
+    /// cannot be read any more gives the defaults.</summary>
     public static (int N, int K) SpecNumbers(string specJson)
     {
-        int n = 4, k = 3;
         try
         {
-            using var doc = JsonDocument.Parse(specJson, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-            var root = doc.RootElement;
-            if (root.ValueKind == JsonValueKind.Object)
-            {
-                if (root.TryGetProperty("responses", out var r) && r.ValueKind == JsonValueKind.Object && r.TryGetProperty("n", out var nv) && nv.TryGetInt32(out var nn)) n = nn;
-                if (root.TryGetProperty("judge", out var j) && j.ValueKind == JsonValueKind.Object && j.TryGetProperty("samples", out var kv) && kv.TryGetInt32(out var kk)) k = kk;
-            }
+            var spec = RunSpecJson.Parse(specJson);
+            return (spec.Responses.N, spec.Judge.Samples);
         }
-        catch (JsonException) { }
-        return (n, k);
+        catch (RunSpecException) { return (new ResponsesSpec().N, new JudgeSpec().Samples); }
     }
 
     /// <summary>The text form of a report (what `srlm status` prints without --json).</summary>
