@@ -7,28 +7,37 @@ using Srlm.Storage;
 
 namespace Srlm.Messaging.Operations;
 
-/// <summary>One iteration's counts as `srlm status` shows them (all from stored facts).</summary>
-public sealed record IterationCounts
+/// <summary>One iteration's counts as `srlm status` shows them: the stored facts' <see cref="IterationStatus"/> and K,
+/// the judge samples per candidate from the run spec. Its JSON is the status contract (<see cref="IterationCountsJson"/>).</summary>
+[JsonConverter(typeof(IterationCountsJson))]
+public sealed record IterationCounts(IterationStatus Counts, int JudgeSamples);
+
+/// <summary>The JSON of one iteration in `srlm status --json`, as it has always been: the counts without the ones
+/// status does not show (run id, generated prompts, shards, settled prompts, start checkpoint), K as judge_samples
+/// after truncated, and the produced checkpoint as checkpoint. Written only (status is never read back).</summary>
+public sealed class IterationCountsJson : JsonConverter<IterationCounts>
 {
-    public required int Iteration { get; init; }
-    public long Prompts { get; init; }
-    public bool PromptSetFinal { get; init; }
-    public long Candidates { get; init; }
-    /// <summary>Candidates cut by the token limit (finish reason `length`).</summary>
-    public long Truncated { get; init; }
-    /// <summary>K: judge samples per candidate, from the run spec.</summary>
-    public int JudgeSamples { get; init; }
-    /// <summary>Stored judge samples (valid and unparseable).</summary>
-    public long Judgments { get; init; }
-    public long Unparseable { get; init; }
-    public long Pairs { get; init; }
-    public long DroppedTies { get; init; }
-    public long DroppedOther { get; init; }
-    public long TooLong { get; init; }
-    /// <summary>Prompts dropped for too few candidates not cut by the token limit.</summary>
-    public long DroppedTruncated { get; init; }
-    public long Duplicates { get; init; }
-    public string? Checkpoint { get; init; }
+    private static readonly string[] Hidden =
+    [
+        nameof(IterationStatus.RunId), nameof(IterationStatus.PromptsGenerated), nameof(IterationStatus.PromptShards),
+        nameof(IterationStatus.Settled), nameof(IterationStatus.StartCheckpointId),
+    ];
+
+    public override void Write(Utf8JsonWriter writer, IterationCounts value, JsonSerializerOptions options)
+    {
+        string Name(string property) => options.PropertyNamingPolicy?.ConvertName(property) ?? property;
+        var o = JsonSerializer.SerializeToNode(value.Counts, options)!.AsObject();
+        foreach (var hidden in Hidden) o.Remove(Name(hidden));
+        int at = o.IndexOf(Name(nameof(IterationStatus.CheckpointId)));
+        var checkpoint = o[at]?.DeepClone();
+        o.RemoveAt(at);
+        o.Insert(at, Name("Checkpoint"), checkpoint);
+        o.Insert(o.IndexOf(Name(nameof(IterationStatus.Truncated))) + 1, Name(nameof(IterationCounts.JudgeSamples)), value.JudgeSamples);
+        o.WriteTo(writer, options);
+    }
+
+    public override IterationCounts Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("srlm status JSON is written, never read");
 }
 
 /// <summary>Messages handled per minute by one stage, over the recent window.</summary>
@@ -87,16 +96,7 @@ public static class RunStatusBuilder
         var (n, k) = SpecNumbers(run.SpecJson);
 
         var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed }, ct);
-        var iterations = new List<IterationCounts>();
-        foreach (var s in await store.GetRunStatusAsync(runId, ct))
-        {
-            iterations.Add(new IterationCounts
-            {
-                Iteration = s.Iteration, Prompts = s.Prompts, PromptSetFinal = s.PromptSetFinal, Candidates = s.Candidates, JudgeSamples = k,
-                Judgments = s.Judgments, Unparseable = s.Unparseable, Pairs = s.Pairs, DroppedTies = s.DroppedTies, DroppedOther = s.DroppedOther,
-                TooLong = s.TooLong, Truncated = s.Truncated, DroppedTruncated = s.DroppedTruncated, Duplicates = s.Duplicates, Checkpoint = s.CheckpointId,
-            });
-        }
+        var iterations = (await store.GetRunStatusAsync(runId, ct)).Select(s => new IterationCounts(s, k)).ToList();
 
         var since = now - window;
         var first = consumed.Count > 0 ? consumed.Min(e => e.Time) : now;
@@ -108,7 +108,7 @@ public static class RunStatusBuilder
         }).ToList();
 
         double? eta = null;
-        var current = iterations.Where(i => i.Iteration >= 1).MaxBy(i => i.Iteration);
+        var current = iterations.Select(i => i.Counts).Where(i => i.Iteration >= 1).MaxBy(i => i.Iteration);
         if (current is { PromptSetFinal: true } && !run.IsTerminal)
         {
             var responsesDone = consumed.Where(e => e.Iteration == current.Iteration && e.MessageType == "Srlm.Contracts.GenerateResponses")
@@ -159,8 +159,8 @@ public static class RunStatusBuilder
         sb.AppendLine(inv, $"run {r.RunId}: {r.State}{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}");
         sb.AppendLine(inv, $"  last progress {r.LastProgressAt:u} ({r.SecondsSinceProgress:F0} s ago), errors parked: {r.Errors}");
         sb.AppendLine("  iteration  prompts  candidates  truncated  K  judgments  unparseable  pairs  dropped_ties  dropped_other  dropped_truncated  too_long  duplicates  checkpoint");
-        foreach (var i in r.Iterations)
-            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.Truncated,9}  {i.JudgeSamples}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.DroppedTruncated,17}  {i.TooLong,8}  {i.Duplicates,10}  {i.Checkpoint ?? "-"}");
+        foreach (var (i, k) in r.Iterations)
+            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.Truncated,9}  {k}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.DroppedTruncated,17}  {i.TooLong,8}  {i.Duplicates,10}  {i.CheckpointId ?? "-"}");
         sb.AppendLine("  throughput (per minute, recent): " + string.Join(", ", r.Throughput.Select(t => string.Create(inv, $"{t.Stage} {t.PerMinute:F1}"))));
         foreach (var t in r.Training)
             sb.AppendLine(inv, $"  training {t.Kind} {t.JobId}: {t.State} step {t.Step}/{(t.TotalSteps?.ToString(inv) ?? "?")} (attempts {t.Attempts})");
