@@ -57,12 +57,12 @@ public sealed class JudgeBenchmark : IBenchmark
         // One side: the judgements in calls of MaxBatch, as a judge replica batches its messages. A fresh side each
         // round would forget the rubric; the judge service keeps its model loaded, so the kept prefixes stay (the
         // first call of the first round computes the rubric, later ones reuse it).
-        async Task<(double Seconds, long Prefill, List<int[]> Texts)> Side(ServedModel m)
+        async Task<(double Seconds, long Prefill, List<int[]> Texts)> Side(ServedModel m, int calls = int.MaxValue)
         {
             long before = m.PrefillTokens;
             var texts = new List<int[]>();
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < requests.Count; i += w.MaxBatch)
+            for (int i = 0; i < requests.Count && i / w.MaxBatch < calls; i += w.MaxBatch)
             {
                 var batch = requests.Skip(i).Take(w.MaxBatch).ToList();
                 var got = await m.GenerateAsync(batch, options, cancel);
@@ -72,8 +72,8 @@ public sealed class JudgeBenchmark : IBenchmark
         }
 
         log.WriteLine($"judge workload: {requests.Count} judgements x {w.K} samples of {w.JudgeTokens} tokens, prompts of {prompts[0].Length} tokens, model {cfg.HiddenSize}x{cfg.NumHiddenLayers} (vocab {cfg.VocabSize}), {torch.get_num_threads()} threads");
-        await Side(baseline); // warm-up of both (first-call allocations), not timed
-        await Side(reuse);
+        await Side(baseline, calls: 1); // warm-up of both (first-call allocations; the rubric kept), not timed
+        await Side(reuse, calls: 1);
         var baseRuns = new List<(double Seconds, long Prefill, List<int[]> Texts)>();
         var reuseRuns = new List<(double Seconds, long Prefill, List<int[]> Texts)>();
         for (int r = 0; r < rounds; r++)
