@@ -55,16 +55,18 @@ public enum JobKind { Sft, Dpo }
 [JsonConverter(typeof(JsonStringEnumConverter<JobState>))]
 public enum JobState { Queued, Running, Completed, Failed }
 
+/// <summary>Why a prompt produced no pair: the pair rules' decision and the stored drop's reason; the names are the
+/// report's counters (see PairDecision.CounterName in the pairbuilder).</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<DropReason>))]
 public enum DropReason
 {
-    /// <summary>Best and worst mean scores are equal.</summary>
+    /// <summary>The best and the worst mean score are equal (or closer than pairs.min_margin).</summary>
     DroppedTies,
-    /// <summary>Fewer than two candidates with a valid score, or another rule.</summary>
+    /// <summary>Fewer candidates with a valid score than the spec's pairs.min_valid_scores.</summary>
     DroppedOther,
-    /// <summary>The pair does not fit the training context.</summary>
+    /// <summary>Prompt + the longer answer exceed the training context.</summary>
     TooLong,
-    /// <summary>Too few candidates that were not cut by the token limit (spec.pairs.truncated).</summary>
+    /// <summary>Enough valid scores, but too few of them on candidates not cut by the token limit (spec.pairs.truncated).</summary>
     DroppedTruncated,
 }
 

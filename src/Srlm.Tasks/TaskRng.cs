@@ -1,20 +1,13 @@
 namespace Srlm.Tasks;
 
 /// <summary>
-/// SplitMix64 with its sequence fixed by this file (System.Random's algorithm is not a documented
-/// contract), so seed data is byte-identical for a seed on every runtime.
+/// Random numbers for seed data: <see cref="SplitMix64"/>, so seed data is byte-identical for a seed on every runtime.
 /// </summary>
 public sealed class TaskRng(ulong seed)
 {
-    private ulong _state = seed;
+    private SplitMix64 _generator = new(seed);
 
-    public ulong NextUInt64()
-    {
-        var z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextUInt64() => _generator.Next();
 
     /// <summary>Uniform integer in [0, n).</summary>
     public int Next(int n)

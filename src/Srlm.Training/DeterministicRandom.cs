@@ -1,20 +1,13 @@
 namespace Srlm.Training;
 
 /// <summary>
-/// SplitMix64: a tiny PRNG whose sequence is fixed by this file (System.Random's algorithm is not a
-/// documented contract), so a data order can be recomputed and checked after a resume.
+/// Random numbers for training: <see cref="SplitMix64"/>, so a data order can be recomputed and checked after a resume.
 /// </summary>
 public sealed class DeterministicRandom(ulong seed)
 {
-    private ulong _state = seed;
+    private SplitMix64 _generator = new(seed);
 
-    public ulong NextUInt64()
-    {
-        var z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
+    public ulong NextUInt64() => _generator.Next();
 
     /// <summary>Uniform integer in [0, n).</summary>
     public int Next(int n) => (int)(NextUInt64() % (ulong)n);

@@ -15,11 +15,3 @@ return await SrlmHost.RunAsync(args, "generator", builder =>
     builder.Services.AddGenerator();
     foreach (var family in TaskFamilies.All) builder.Services.AddSingleton<IAnswerEvaluator>(new TaskFamilyEvaluator(family));
 });
-
-/// <summary>A task family's checker as the evaluator that spec.evaluation.evaluator names (as in `srlm run`).</summary>
-internal sealed class TaskFamilyEvaluator(ITaskFamily family) : IAnswerEvaluator
-{
-    public string Name => family.Name;
-
-    public bool? IsCorrect(string instruction, string answer) => family.Check(instruction, answer)?.Correct;
-}

@@ -1,6 +1,7 @@
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
+using Srlm.Contracts.Judging;
 using Srlm.Messaging.Bus;
 using Srlm.ServiceKit;
 using Srlm.Storage;
@@ -62,7 +63,7 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
 
         // The event reports what is stored (a concurrent duplicate may have written first).
         var samplesOfRecord = stored.Where(j => j.SampleIndex < k).ToList();
-        var valid = samplesOfRecord.Where(j => j.Score is not null).Select(j => j.Score!.Value).ToList();
+        var valid = samplesOfRecord.Count(j => j.Score is not null);
         await context.Publish(new CandidateJudged
         {
             RunId = m.RunId,
@@ -71,10 +72,10 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
             PromptId = m.PromptId,
             CandidateId = m.CandidateId,
             Samples = samplesOfRecord.Count,
-            ValidSamples = valid.Count,
-            Score = valid.Count == 0 ? null : valid.Average(),
+            ValidSamples = valid,
+            Score = ScoreParser.Mean(samplesOfRecord.Select(j => j.Score)),
         }, ct);
-        LogJudged(log, m.RunId, m.Iteration, m.CandidateId, valid.Count, samplesOfRecord.Count);
+        LogJudged(log, m.RunId, m.Iteration, m.CandidateId, valid, samplesOfRecord.Count);
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "judged run {RunId} iteration {Iteration} candidate {CandidateId}: {Valid}/{Samples} valid")]

@@ -1,10 +1,10 @@
 using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
+using Srlm.Contracts.Judging;
 using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 using Srlm.Storage;
-using StoreDrop = Srlm.Storage.DropReason;
 
 namespace Srlm.PairBuilder;
 
@@ -31,8 +31,8 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             {
                 var samples = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id), ct);
                 if (samples.Count(s => s.SampleIndex < k) < k) return; // a candidate is still being judged
-                var valid = samples.Where(s => s.SampleIndex < k && s.Score is not null).Select(s => s.Score!.Value).ToList();
-                judged.Add(new JudgedCandidate(c.Id, c.Index, valid.Count == 0 ? null : valid.Average(), c.TokenCount, c.FinishReason == FinishReasons.Length));
+                var score = ScoreParser.Mean(samples.Where(s => s.SampleIndex < k).Select(s => s.Score));
+                judged.Add(new JudgedCandidate(c.Id, c.Index, score, c.TokenCount, c.FinishReason == FinishReasons.Length));
             }
             var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
                          ?? throw new MalformedMessageException($"CandidateJudged {context.MessageId}: prompt {m.PromptId} is not stored");
@@ -73,18 +73,12 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             LogPair(log, runId, iteration, promptId, d.Chosen.Score!.Value, d.Rejected.Score!.Value);
             return;
         }
-        var reason = d.Dropped!.Value switch
-        {
-            DropReason.DroppedTies => StoreDrop.DroppedTies,
-            DropReason.TooLong => StoreDrop.TooLong,
-            DropReason.DroppedTruncated => StoreDrop.DroppedTruncated,
-            _ => StoreDrop.DroppedOther,
-        };
+        var reason = d.Dropped!.Value;
         string detail = reason switch
         {
-            StoreDrop.TooLong => $"prompt {promptTokens} + answer {Math.Max(d.Chosen!.ResponseTokens, d.Rejected!.ResponseTokens)} tokens > {maxTokens}",
-            StoreDrop.DroppedTies => "best and worst mean scores are equal",
-            StoreDrop.DroppedTruncated => "too few scored candidates not cut by the token limit (spec.pairs.truncated)",
+            DropReason.TooLong => $"prompt {promptTokens} + answer {Math.Max(d.Chosen!.ResponseTokens, d.Rejected!.ResponseTokens)} tokens > {maxTokens}",
+            DropReason.DroppedTies => "best and worst mean scores are equal",
+            DropReason.DroppedTruncated => "too few scored candidates not cut by the token limit (spec.pairs.truncated)",
             _ => "fewer candidates with a valid score than spec.pairs.min_valid_scores",
         };
         await store.PutAsync(new PairDropRecord { Id = Ids.Drop(promptId), RunId = runId, Iteration = iteration, PromptId = promptId, Reason = reason, Detail = detail }, ct);

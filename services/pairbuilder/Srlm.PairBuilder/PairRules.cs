@@ -1,4 +1,5 @@
 using Srlm.Contracts.Spec;
+using Srlm.Storage;
 
 namespace Srlm.PairBuilder;
 
@@ -7,23 +8,7 @@ namespace Srlm.PairBuilder;
 /// ended by the token limit (finish reason `length`); such an answer is never chosen.</summary>
 public sealed record JudgedCandidate(string CandidateId, int Index, double? Score, int ResponseTokens, bool Cut = false);
 
-/// <summary>Why a prompt produced no pair; the names are the report's counters.</summary>
-public enum DropReason
-{
-    /// <summary>Fewer candidates with a valid score than the spec's pairs.min_valid_scores.</summary>
-    DroppedOther,
-
-    /// <summary>The best and the worst score are equal (or closer than pairs.min_margin).</summary>
-    DroppedTies,
-
-    /// <summary>Prompt + the longer answer exceed the training context.</summary>
-    TooLong,
-
-    /// <summary>Enough valid scores, but too few of them on candidates not cut by the token limit (spec.pairs.truncated).</summary>
-    DroppedTruncated,
-}
-
-/// <summary>The decision for one prompt: a pair, or a drop with its reason.</summary>
+/// <summary>The decision for one prompt: a pair, or a drop with its reason (the stored <see cref="DropReason"/>).</summary>
 public sealed record PairDecision(JudgedCandidate? Chosen, JudgedCandidate? Rejected, DropReason? Dropped)
 {
     public bool IsPair => Dropped is null;

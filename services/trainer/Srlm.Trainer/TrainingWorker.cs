@@ -1,67 +1,15 @@
-using Srlm.Contracts.Judging;
+// The trainer's job loop: claim, train (heartbeats, metrics), store, hand off, complete. Its other parts sit beside
+// it by name: TrainingWorker.HandOff.cs, TrainingWorker.ControlArm.cs, TrainingWorker.Inputs.cs, TrainingWorker.Log.cs.
 using System.Collections.Concurrent;
 using MassTransit;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
-using Srlm.Contracts.Spec;
 using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
 
 namespace Srlm.Trainer;
-
-/// <summary>Where and as whom this process runs training jobs.</summary>
-public sealed record TrainingWorkerOptions
-{
-    /// <summary>Folder of the jobs' training state (resumable) and outputs. SRLM_JOBS_DIR.</summary>
-    public string JobsDirectory { get; init; } = Path.Combine(Path.GetTempPath(), "srlm-jobs");
-
-    /// <summary>This worker's name in job records; a stable name (e.g. for `srlm run DIR`) reclaims its own
-    /// running jobs immediately after a restart instead of waiting for them to go stale.</summary>
-    public string Owner { get; init; } = $"{Environment.MachineName}/{Environment.ProcessId}";
-
-    /// <summary>A running job whose heartbeat is older than this belongs to a dead worker and is taken over.</summary>
-    public TimeSpan StaleAfter { get; init; } = TimeSpan.FromMinutes(2);
-
-    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(2);
-
-    /// <summary>How often to look for jobs queued by other processes.</summary>
-    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(2);
-
-    /// <summary>The longest pause between two tries of a hand-off publish that failed (the broker down or restarting);
-    /// the pause starts at a second and doubles up to this.</summary>
-    public TimeSpan HandOffRetryMaxDelay { get; init; } = TimeSpan.FromSeconds(15);
-
-    /// <summary>The service host's options from its environment: SRLM_JOBS_DIR (state folder; every trainer
-    /// replica of a deployment must see the same one to resume another's job), SRLM_JOB_STALE_S (seconds without a
-    /// heartbeat after which another worker takes a running job over).</summary>
-    public static TrainingWorkerOptions FromEnvironment(Func<string, string?> get)
-    {
-        ArgumentNullException.ThrowIfNull(get);
-        var o = new TrainingWorkerOptions();
-        if (get("SRLM_JOBS_DIR") is { Length: > 0 } dir) o = o with { JobsDirectory = Path.GetFullPath(dir) };
-        if (get("SRLM_JOB_STALE_S") is { Length: > 0 } stale)
-        {
-            if (!double.TryParse(stale, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var s) || s < 1 || s > 86400)
-                throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_JOB_STALE_S must be a number of seconds in [1, 86400], got '{stale}'");
-            if (TimeSpan.FromSeconds(s) < o.HeartbeatInterval * 2)
-                throw new Srlm.Messaging.Configuration.SrlmConfigurationException($"SRLM_JOB_STALE_S ({s}) must be at least twice the job heartbeat interval ({o.HeartbeatInterval.TotalSeconds} s)");
-            o = o with { StaleAfter = TimeSpan.FromSeconds(s) };
-        }
-        return o;
-    }
-}
-
-/// <summary>Progress of the job this process is training now (for `srlm run`'s progress bars).</summary>
-public sealed class TrainingStatus
-{
-    private readonly ConcurrentDictionary<string, (int Step, int Total)> _jobs = new(StringComparer.Ordinal);
-
-    public void Report(string jobId, int step, int total) => _jobs[jobId] = (step, total);
-
-    public IReadOnlyDictionary<string, (int Step, int Total)> Jobs => _jobs;
-}
 
 /// <summary>Runs durable training jobs: claims the oldest claimable job (a queued one, one of its own after a
 /// restart, or a stale one of a dead worker), trains it through <see cref="ITrainingJobRunner"/> with
@@ -225,38 +173,6 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         public TaskCompletionSource MainTrained { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    /// <summary>Publishes the hand-off messages in order, each once: a publish that fails or takes longer than half
-    /// of <see cref="TrainingWorkerOptions.StaleAfter"/> (the broker down, restarting or unreachable) is tried again
-    /// after a pause (1 s, doubling up to <see cref="TrainingWorkerOptions.HandOffRetryMaxDelay"/>) with a job heartbeat
-    /// in between, for as long as it takes: the checkpoints are stored, so the run waits for the broker rather than fail. False when another worker took the job over meanwhile (it publishes the hand-off).</summary>
-    private async Task<bool> PublishHandOffAsync(JobRecord job, long step, IReadOnlyList<Func<CancellationToken, Task>> messages, CancellationToken ct)
-    {
-        var delay = TimeSpan.FromSeconds(1);
-        int failures = 0;
-        for (int i = 0; i < messages.Count;)
-        {
-            try
-            {
-                // Each try is cut short well before the job would go stale: MassTransit holds a publish while it
-                // reconnects, and the heartbeat between tries keeps the job this worker's meanwhile.
-                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                attempt.CancelAfter(options.StaleAfter / 2);
-                await messages[i](attempt.Token);
-                i++;
-            }
-            catch (Exception e) when (!ct.IsCancellationRequested)
-            {
-                failures++;
-                LogHandOffRetry(log, job.RunId, job.Id, failures, delay.TotalSeconds, e.GetType().Name, e.Message);
-                await Task.Delay(delay, ct);
-                if (!await RenewAsync(job, step, null, ct)) return false;
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, options.HandOffRetryMaxDelay.Ticks));
-            }
-        }
-        if (failures > 0) LogHandedOff(log, job.RunId, job.Id, failures);
-        return true;
-    }
-
     /// <summary>Trains one model through the runner with heartbeats and metrics (named PREFIX/...); null when
     /// another worker took the job over (this one stops).</summary>
     private async Task<TrainingJobResult?> TrainAsync(JobRecord job, TrainingJobInput input, string prefix, string stateDir, JobProgress jobProgress, bool main, CancellationToken stoppingToken)
@@ -287,103 +203,6 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
         return result;
     }
 
-    /// <summary>The control arm of iteration t (spec.control): C_t (C1 = M1) samples N candidates for each
-    /// prompt the main arm paired, exactly as the generator samples (same settings, seeds of their own); two
-    /// distinct candidates per prompt become a pair whose order a seeded coin decides; DPO with the main arm's
-    /// options makes C_{t+1}, which is stored (origin "control"). Runs beside the main arm's DPO and on into the next
-    /// iteration (its heartbeats record the main arm's step). Returns its CheckpointReady (published after the main
-    /// arm's hand-off and before RunCompleted, for evaluation), or null when another worker took the job over. A stored
-    /// C_{t+1} is never trained again.</summary>
-    private async Task<CheckpointReady?> TrainControlAsync(JobRecord job, RunSpec spec, JobProgress jobProgress, CancellationToken ct)
-    {
-        int t = job.Iteration;
-        var outputId = Ids.ControlCheckpoint(job.RunId, t);
-        var inputId = t == 1 ? job.InputCheckpointId! : Ids.ControlCheckpoint(job.RunId, t - 1);
-        if (await store.GetAsync<CheckpointRecord>(outputId, ct) is null)
-        {
-            // C_t comes from the previous job, whose control arm may still be training on another trainer replica. The
-            // heartbeat stops the wait when the run ends meanwhile.
-            while (await store.GetAsync<CheckpointRecord>(inputId, ct) is null)
-            {
-                await Task.Delay(options.PollInterval, ct);
-                if (!await RenewAsync(job, jobProgress.Step, null, ct)) return null;
-            }
-            var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
-            var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
-            var prompts = (await store.GetManyAsync<PromptRecord>(mainPairs.Select(p => p.PromptId).Distinct(StringComparer.Ordinal), ct))
-                .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
-            var model = await models.GetAsync(inputId, spec.Models.Dtype, ct);
-            int n = spec.Responses.N;
-            var requests = prompts.SelectMany(p => Enumerable.Range(0, n).Select(i => CandidateRequests.Of(spec, job.RunId, p.Id, p.Text, i, "control-candidate"))).ToList();
-            var texts = await model.GenerateAsync(requests, ct);
-            var pairs = new List<TextPair>();
-            for (int p = 0; p < prompts.Count; p++)
-            {
-                var distinct = texts.Skip(p * n).Take(n).Select(r => r.Text.Trim()).Where(x => x.Length > 0).Distinct(StringComparer.Ordinal).ToList();
-                if (distinct.Count < 2) continue;
-                var rng = new Srlm.Training.DeterministicRandom((ulong)Ids.Seed(spec.Seed, "control-pair", Ids.SeedKey(job.RunId, prompts[p].Id)));
-                int a = rng.Next(distinct.Count), b = (a + 1 + rng.Next(distinct.Count - 1)) % distinct.Count;
-                pairs.Add(new TextPair($"{prompts[p].Id}/control-pair", prompts[p].Text, distinct[a], distinct[b]));
-            }
-            LogControl(log, job.RunId, t, inputId, pairs.Count, mainPairs.Count);
-
-            var stateDir = Path.Combine(options.JobsDirectory, Safe(job.Id) + "-control");
-            Directory.CreateDirectory(stateDir);
-            var inputDir = await checkpoints.MaterializeAsync(inputId, null, ct);
-            string outputDir = inputDir;
-            TrainingJobResult? result = null;
-            if (pairs.Count > 0)
-            {
-                // Dropout draws from libtorch's one global generator, seeded per step by each training loop: two arms
-                // with dropout must not train at the same time, or neither would be reproducible.
-                if (spec.Training.Dpo.Dropout > 0) await jobProgress.MainTrained.Task.WaitAsync(ct);
-                if (!await hooks.BeforeControlDpoAsync(job, c => RenewAsync(job, jobProgress.Step, null, c), ct)) return null;
-                result = await TrainAsync(job, new TrainingJobInput
-                {
-                    JobId = job.Id + "/control", Kind = JobKind.Dpo, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
-                    OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", Ids.SeedKey(job.RunId, job.Id + "/control")),
-                    DatasetId = job.DatasetId + "/control", Dpo = pairs, Replay = await ReplayAsync(spec, ct),
-                }, "control", stateDir, jobProgress, main: false, ct);
-                if (result is null) return null;
-                outputDir = result.OutputDirectory;
-            }
-            var put = await checkpoints.PutAsync(outputId, outputDir, ct);
-            await store.PutAsync(new CheckpointRecord
-            {
-                Id = outputId, RunId = job.RunId, Iteration = t + 1, ParentCheckpointId = inputId, DatasetId = job.DatasetId + "/control",
-                JobId = job.Id, Location = put.Manifest.Location, Files = put.Manifest.Files, Origin = CheckpointRecord.ControlOrigin,
-            }, ct);
-            await store.PutMetricsAsync([
-                new MetricRecord(job.RunId, t, result?.Steps ?? 0, "control/steps", result?.Steps ?? 0),
-                new MetricRecord(job.RunId, t, result?.Steps ?? 0, "control/pairs", pairs.Count),
-            ], ct);
-        }
-        return new CheckpointReady { RunId = job.RunId, Iteration = t, CheckpointId = outputId, ParentCheckpointId = inputId, JobId = job.Id };
-    }
-
-    private async Task<TrainingJobInput> BuildInputAsync(JobRecord job, RunSpec spec, string inputDir, string stateDir, CancellationToken ct)
-    {
-        var common = new TrainingJobInput
-        {
-            JobId = job.Id, Kind = job.Kind, Spec = spec, InputCheckpointDir = inputDir, StateDir = stateDir,
-            OutputDir = Path.Combine(stateDir, "output"), Seed = Ids.Seed(spec.Seed, "train", Ids.SeedKey(job.RunId, job.Id)), DatasetId = job.DatasetId,
-        };
-        if (job.Kind == JobKind.Sft)
-            return common with { Sft = await SeedInputs.SftAsync(specs, spec, ct) };
-
-        var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
-        var pairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
-        var candidateIds = pairs.SelectMany(p => new[] { p.ChosenCandidateId, p.RejectedCandidateId });
-        var candidates = (await store.GetManyAsync<CandidateRecord>(candidateIds, ct)).ToDictionary(c => c.Id, StringComparer.Ordinal);
-        var prompts = (await store.GetManyAsync<PromptRecord>(pairs.Select(p => p.PromptId), ct)).ToDictionary(p => p.Id, StringComparer.Ordinal);
-        var textPairs = pairs.Select(p => new TextPair(p.Id, prompts[p.PromptId].Text, candidates[p.ChosenCandidateId].Text, candidates[p.RejectedCandidateId].Text)).ToList();
-        return common with { Dpo = textPairs, Replay = await ReplayAsync(spec, ct) };
-    }
-
-    /// <summary>The examples a DPO job replays: the SFT examples, when the spec asks for replay.</summary>
-    private async Task<IReadOnlyList<TextExample>?> ReplayAsync(RunSpec spec, CancellationToken ct) =>
-        spec.Training.Dpo.ReplayPerPair > 0 ? await SeedInputs.SftAsync(specs, spec, ct) : null;
-
     private async Task FlushMetricsAsync(JobRecord job, ConcurrentQueue<TrainingRow> rows, string prefix, CancellationToken ct)
     {
         var batch = new List<MetricRecord>();
@@ -402,34 +221,4 @@ public sealed partial class TrainingWorker(IArtifactStore store, ICheckpointStor
     {
         public void Report(TrainingRow value) => report(value);
     }
-
-    [LoggerMessage(EventId = 6010, Level = LogLevel.Information, Message = "run {RunId}: claimed job {JobId} (attempt {Attempt}, step {Step})")]
-    private static partial void LogClaimed(ILogger logger, string runId, string jobId, int attempt, long step);
-
-    [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "run {RunId}: job {JobId} trained {Steps} steps -> {CheckpointId} (resumed from saved state: {Resumed})")]
-    private static partial void LogTrained(ILogger logger, string runId, string jobId, int steps, string checkpointId, bool resumed);
-
-    [LoggerMessage(EventId = 6018, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId}: publishing its hand-off failed (try {Failures}), trying again in {Seconds} s: {Error}: {Reason}")]
-    private static partial void LogHandOffRetry(ILogger logger, string runId, string jobId, int failures, double seconds, string error, string reason);
-
-    [LoggerMessage(EventId = 6019, Level = LogLevel.Information, Message = "run {RunId}: job {JobId}: hand-off published after {Failures} failed tries")]
-    private static partial void LogHandedOff(ILogger logger, string runId, string jobId, int failures);
-
-    [LoggerMessage(EventId = 6012, Level = LogLevel.Warning, Message = "run {RunId}: job {JobId} was taken over by another worker; stopped")]
-    private static partial void LogLost(ILogger logger, string runId, string jobId);
-
-    [LoggerMessage(EventId = 6013, Level = LogLevel.Error, Message = "run {RunId}: job {JobId} failed: {Reason}")]
-    private static partial void LogJobFailed(ILogger logger, string runId, string jobId, string reason, Exception e);
-
-    [LoggerMessage(EventId = 6020, Level = LogLevel.Information, Message = "run {RunId} iteration {Iteration}: control arm from {CheckpointId}: {Pairs} random pairs (main arm {MainPairs})")]
-    private static partial void LogControl(ILogger logger, string runId, int iteration, string checkpointId, int pairs, int mainPairs);
-
-    [LoggerMessage(EventId = 6021, Level = LogLevel.Warning, Message = "run {RunId}: RunFailed was not published (the failure is stored): {Error}: {Reason}")]
-    private static partial void LogRunFailedNotPublished(ILogger logger, string runId, string error, string reason);
-
-    [LoggerMessage(EventId = 6022, Level = LogLevel.Warning, Message = "run {RunId} is {State}: job {JobId} stopped and failed")]
-    private static partial void LogRunEnded(ILogger logger, string runId, string jobId, string state);
-
-    [LoggerMessage(EventId = 6014, Level = LogLevel.Warning, Message = "looking for training jobs failed: {Reason}")]
-    private static partial void LogPollFailed(ILogger logger, string reason);
 }

@@ -41,7 +41,7 @@ public sealed class EvalCommand : ICommand
         catch (SeedDataException e) { throw new UsageException(e.Message); }
         if (instructions.Count == 0) throw new UsageException($"{file}: no instructions");
 
-        if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { } t && int.TryParse(t, out var n) && n > 0) TorchSharp.torch.set_num_threads(n);
+        Srlm.Model.TorchRuntime.Initialise(); // SRLM_THREADS, checked by CommandLine before the verb runs
         ServedModel model;
         try { model = await ServedModel.LoadAsync(Path.GetFileName(Path.GetFullPath(dir)), dir, cancel); }
         catch (CheckpointException e) { Console.Error.WriteLine($"srlm eval: {e.Message}"); return 1; }

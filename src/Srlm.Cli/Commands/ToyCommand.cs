@@ -33,7 +33,7 @@ public sealed class ToyCommand : ICommand
         };
         a.EnsureAllRead();
         if (!File.Exists(Path.Combine(o.SeedDir, "ift.jsonl"))) throw new UsageException($"{o.SeedDir}: no ift.jsonl (write one with srlm seed)");
-        if (Environment.GetEnvironmentVariable("SRLM_THREADS") is { } t && int.TryParse(t, out var n) && n > 0) TorchSharp.torch.set_num_threads(n);
+        Srlm.Model.TorchRuntime.Initialise(); // SRLM_THREADS, checked by CommandLine before the verb runs
         ToyExperiment.Run(o, Console.Out, cancel);
         return Task.FromResult(0);
     }

@@ -1,5 +1,6 @@
 using MassTransit;
 using Srlm.Contracts;
+using Srlm.Contracts.Judging;
 using Srlm.Contracts.Spec;
 using Srlm.ServiceKit;
 using Srlm.Storage;
@@ -107,11 +108,11 @@ public static class InFlight
     private static async Task<CandidateJudged> JudgedEventAsync(IArtifactStore store, RunSpec spec, string runId, int t, string checkpointId, CandidateRecord c, CancellationToken ct)
     {
         var samples = (await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id), ct)).Where(j => j.SampleIndex < spec.Judge.Samples).ToList();
-        var valid = samples.Where(j => j.Score is not null).Select(j => j.Score!.Value).ToList();
+
         return new CandidateJudged
         {
             RunId = runId, Iteration = t, CheckpointId = checkpointId, PromptId = c.PromptId, CandidateId = c.Id,
-            Samples = samples.Count, ValidSamples = valid.Count, Score = valid.Count == 0 ? null : valid.Average(),
+            Samples = samples.Count, ValidSamples = samples.Count(j => j.Score is not null), Score = ScoreParser.Mean(samples.Select(j => j.Score)),
         };
     }
 }

@@ -13,15 +13,6 @@ using Srlm.Trainer;
 
 namespace Srlm.Cli.Pipeline;
 
-/// <summary>Checks answers with a task family's checker (the CLI may reference task families; the
-/// service assemblies may not).</summary>
-public sealed class TaskFamilyEvaluator(ITaskFamily family) : IAnswerEvaluator
-{
-    public string Name => family.Name;
-
-    public bool? IsCorrect(string instruction, string answer) => family.Check(instruction, answer)?.Correct;
-}
-
 /// <summary>All four services and evaluation in one process: MassTransit's in-memory transport, the SQLite
 /// store and checkpoint folder under DIR, training state under DIR/jobs, logs in DIR/srlm.log. The same
 /// service registrations as the distributed hosts; only transport and store differ.</summary>

@@ -50,9 +50,13 @@ public static partial class ScoreParser
     }
 
     /// <summary>The candidate's score: the mean of the valid samples, or null when none is valid.</summary>
-    public static double? Mean(IEnumerable<ParsedScore> samples)
+    public static double? Mean(IEnumerable<ParsedScore> samples) => Mean(samples.Select(s => s.IsValid ? (double?)s.Score!.Value : null));
+
+    /// <summary>The candidate's score from stored samples (null: a sample that did not parse): the mean of the valid
+    /// ones, or null when none is valid. The one definition the judge, the pair builder and resumption use.</summary>
+    public static double? Mean(IEnumerable<double?> scores)
     {
-        var valid = samples.Where(s => s.IsValid).Select(s => (double)s.Score!.Value).ToList();
+        var valid = scores.Where(s => s is not null).Select(s => s!.Value).ToList();
         return valid.Count == 0 ? null : valid.Average();
     }
 }

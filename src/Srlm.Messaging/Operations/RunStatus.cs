@@ -1,39 +1,50 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Srlm.Contracts.Spec;
 using Srlm.Messaging.Broker;
 using Srlm.Messaging.Journal;
 using Srlm.Storage;
 
 namespace Srlm.Messaging.Operations;
 
-/// <summary>One iteration's counts as `srlm status` shows them (all from stored facts).</summary>
-public sealed record IterationCounts
+/// <summary>One iteration's counts as `srlm status` shows them: the stored facts' <see cref="IterationStatus"/> and K,
+/// the judge samples per candidate from the run spec. Its JSON is the status contract (<see cref="IterationCountsJson"/>).</summary>
+[JsonConverter(typeof(IterationCountsJson))]
+public sealed record IterationCounts(IterationStatus Counts, int JudgeSamples);
+
+/// <summary>The JSON of one iteration in `srlm status --json`, as it has always been: the counts without the ones
+/// status does not show (run id, generated prompts, shards, settled prompts, start checkpoint), K as judge_samples
+/// after truncated, and the produced checkpoint as checkpoint. Written only (status is never read back).</summary>
+public sealed class IterationCountsJson : JsonConverter<IterationCounts>
 {
-    public required int Iteration { get; init; }
-    public long Prompts { get; init; }
-    public bool PromptSetFinal { get; init; }
-    public long Candidates { get; init; }
-    /// <summary>Candidates cut by the token limit (finish reason `length`).</summary>
-    public long Truncated { get; init; }
-    /// <summary>K: judge samples per candidate, from the run spec.</summary>
-    public int JudgeSamples { get; init; }
-    /// <summary>Stored judge samples (valid and unparseable).</summary>
-    public long Judgments { get; init; }
-    public long Unparseable { get; init; }
-    public long Pairs { get; init; }
-    public long DroppedTies { get; init; }
-    public long DroppedOther { get; init; }
-    public long TooLong { get; init; }
-    /// <summary>Prompts dropped for too few candidates not cut by the token limit.</summary>
-    public long DroppedTruncated { get; init; }
-    public long Duplicates { get; init; }
-    public string? Checkpoint { get; init; }
+    private static readonly string[] Hidden =
+    [
+        nameof(IterationStatus.RunId), nameof(IterationStatus.PromptsGenerated), nameof(IterationStatus.PromptShards),
+        nameof(IterationStatus.Settled), nameof(IterationStatus.StartCheckpointId),
+    ];
+
+    public override void Write(Utf8JsonWriter writer, IterationCounts value, JsonSerializerOptions options)
+    {
+        string Name(string property) => options.PropertyNamingPolicy?.ConvertName(property) ?? property;
+        var o = JsonSerializer.SerializeToNode(value.Counts, options)!.AsObject();
+        foreach (var hidden in Hidden) o.Remove(Name(hidden));
+        int at = o.IndexOf(Name(nameof(IterationStatus.CheckpointId)));
+        var checkpoint = o[at]?.DeepClone();
+        o.RemoveAt(at);
+        o.Insert(at, Name("Checkpoint"), checkpoint);
+        o.Insert(o.IndexOf(Name(nameof(IterationStatus.Truncated))) + 1, Name(nameof(IterationCounts.JudgeSamples)), value.JudgeSamples);
+        o.WriteTo(writer, options);
+    }
+
+    public override IterationCounts Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new NotSupportedException("srlm status JSON is written, never read");
 }
 
 /// <summary>Messages handled per minute by one stage, over the recent window.</summary>
 public sealed record StageThroughput(string Stage, string MessageType, long Handled, double PerMinute);
 
-public sealed record TrainingProgress(string JobId, string Kind, int Iteration, string State, long Step, long? TotalSteps, int Attempts);
+/// <summary>One training job of the run as `srlm status` lists it (the stored job record's state and step).</summary>
+public sealed record TrainingJobStatus(string JobId, string Kind, int Iteration, string State, long Step, long? TotalSteps, int Attempts);
 
 /// <summary>What `srlm status RUN` reports.</summary>
 public sealed record RunStatusReport
@@ -47,7 +58,7 @@ public sealed record RunStatusReport
     public double SecondsSinceProgress { get; init; }
     public required IReadOnlyList<IterationCounts> Iterations { get; init; }
     public required IReadOnlyList<StageThroughput> Throughput { get; init; }
-    public IReadOnlyList<TrainingProgress> Training { get; init; } = [];
+    public IReadOnlyList<TrainingJobStatus> Training { get; init; } = [];
     /// <summary>Rough seconds left for the current iteration's generation and judging at the recent rates (null when unknown).</summary>
     public double? EtaSeconds { get; init; }
     /// <summary>Ready messages per queue (shared by all runs on the broker); null without a RabbitMQ broker.</summary>
@@ -85,16 +96,7 @@ public static class RunStatusBuilder
         var (n, k) = SpecNumbers(run.SpecJson);
 
         var consumed = await store.QueryJournalAsync(new JournalQuery { RunId = runId, Direction = JournalDirection.Consumed }, ct);
-        var iterations = new List<IterationCounts>();
-        foreach (var s in await store.GetRunStatusAsync(runId, ct))
-        {
-            iterations.Add(new IterationCounts
-            {
-                Iteration = s.Iteration, Prompts = s.Prompts, PromptSetFinal = s.PromptSetFinal, Candidates = s.Candidates, JudgeSamples = k,
-                Judgments = s.Judgments, Unparseable = s.Unparseable, Pairs = s.Pairs, DroppedTies = s.DroppedTies, DroppedOther = s.DroppedOther,
-                TooLong = s.TooLong, Truncated = s.Truncated, DroppedTruncated = s.DroppedTruncated, Duplicates = s.Duplicates, Checkpoint = s.CheckpointId,
-            });
-        }
+        var iterations = (await store.GetRunStatusAsync(runId, ct)).Select(s => new IterationCounts(s, k)).ToList();
 
         var since = now - window;
         var first = consumed.Count > 0 ? consumed.Min(e => e.Time) : now;
@@ -106,7 +108,7 @@ public static class RunStatusBuilder
         }).ToList();
 
         double? eta = null;
-        var current = iterations.Where(i => i.Iteration >= 1).MaxBy(i => i.Iteration);
+        var current = iterations.Select(i => i.Counts).Where(i => i.Iteration >= 1).MaxBy(i => i.Iteration);
         if (current is { PromptSetFinal: true } && !run.IsTerminal)
         {
             var responsesDone = consumed.Where(e => e.Iteration == current.Iteration && e.MessageType == "Srlm.Contracts.GenerateResponses")
@@ -131,27 +133,22 @@ public static class RunStatusBuilder
         {
             RunId = runId, State = state, FailureReason = run.FailureReason, CreatedAt = run.CreatedAt, LastProgressAt = run.LastProgressAt,
             SecondsSinceProgress = Math.Round(sinceProgress, 1), Iterations = iterations, Throughput = throughput, EtaSeconds = eta is null ? null : Math.Round(eta.Value),
-            Training = jobs.Select(j => new TrainingProgress(j.Id, j.Kind.ToString(), j.Iteration, j.State.ToString(), j.Step, j.TotalSteps, j.Attempts)).ToList(),
+            Training = jobs.Select(j => new TrainingJobStatus(j.Id, j.Kind.ToString(), j.Iteration, j.State.ToString(), j.Step, j.TotalSteps, j.Attempts)).ToList(),
             Errors = errors.Count,
         };
     }
 
-    /// <summary>N (candidates per prompt) and K (judge samples) from the stored spec (snake_case JSON), with the paper's defaults.</summary>
+    /// <summary>N (candidates per prompt) and K (judge samples) from the stored spec, read by <see cref="RunSpecJson"/>
+    /// (the one spec reader, with the spec's own defaults). A stored spec was checked when its run started; one that
+    /// cannot be read any more gives the defaults.</summary>
     public static (int N, int K) SpecNumbers(string specJson)
     {
-        int n = 4, k = 3;
         try
         {
-            using var doc = JsonDocument.Parse(specJson, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-            var root = doc.RootElement;
-            if (root.ValueKind == JsonValueKind.Object)
-            {
-                if (root.TryGetProperty("responses", out var r) && r.ValueKind == JsonValueKind.Object && r.TryGetProperty("n", out var nv) && nv.TryGetInt32(out var nn)) n = nn;
-                if (root.TryGetProperty("judge", out var j) && j.ValueKind == JsonValueKind.Object && j.TryGetProperty("samples", out var kv) && kv.TryGetInt32(out var kk)) k = kk;
-            }
+            var spec = RunSpecJson.Parse(specJson);
+            return (spec.Responses.N, spec.Judge.Samples);
         }
-        catch (JsonException) { }
-        return (n, k);
+        catch (RunSpecException) { return (new ResponsesSpec().N, new JudgeSpec().Samples); }
     }
 
     /// <summary>The text form of a report (what `srlm status` prints without --json).</summary>
@@ -162,8 +159,8 @@ public static class RunStatusBuilder
         sb.AppendLine(inv, $"run {r.RunId}: {r.State}{(r.FailureReason is null ? "" : $" ({r.FailureReason})")}");
         sb.AppendLine(inv, $"  last progress {r.LastProgressAt:u} ({r.SecondsSinceProgress:F0} s ago), errors parked: {r.Errors}");
         sb.AppendLine("  iteration  prompts  candidates  truncated  K  judgments  unparseable  pairs  dropped_ties  dropped_other  dropped_truncated  too_long  duplicates  checkpoint");
-        foreach (var i in r.Iterations)
-            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.Truncated,9}  {i.JudgeSamples}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.DroppedTruncated,17}  {i.TooLong,8}  {i.Duplicates,10}  {i.Checkpoint ?? "-"}");
+        foreach (var (i, k) in r.Iterations)
+            sb.AppendLine(inv, $"  {i.Iteration,9}  {i.Prompts,7}{(i.PromptSetFinal ? "" : "*")}  {i.Candidates,10}  {i.Truncated,9}  {k}  {i.Judgments,9}  {i.Unparseable,11}  {i.Pairs,5}  {i.DroppedTies,12}  {i.DroppedOther,13}  {i.DroppedTruncated,17}  {i.TooLong,8}  {i.Duplicates,10}  {i.CheckpointId ?? "-"}");
         sb.AppendLine("  throughput (per minute, recent): " + string.Join(", ", r.Throughput.Select(t => string.Create(inv, $"{t.Stage} {t.PerMinute:F1}"))));
         foreach (var t in r.Training)
             sb.AppendLine(inv, $"  training {t.Kind} {t.JobId}: {t.State} step {t.Step}/{(t.TotalSteps?.ToString(inv) ?? "?")} (attempts {t.Attempts})");

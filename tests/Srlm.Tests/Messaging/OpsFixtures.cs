@@ -8,7 +8,7 @@ namespace Srlm.Tests.Messaging;
 /// blobs), one iteration of 3 prompts x 2 candidates x 3 judge samples, 2 pairs and 1 tie, and M2 trained on them.</summary>
 public static class OpsFixtures
 {
-    public const string Spec = """{"name":"ops","responses":{"n":2},"judge":{"samples":3}}""";
+    public const string Spec = """{"name":"ops","models":{"m1":"m1"},"seed_data":{"ift":"ift.jsonl"},"responses":{"n":2},"judge":{"samples":3}}""";
 
     public static async Task<StoreSet> OpenAsync(string folder) =>
         await StoreFactory.FromEnvironmentAsync(new System.Collections.Hashtable { ["SRLM_STORE"] = "sqlite://" + Path.Combine(folder, "srlm.db") });

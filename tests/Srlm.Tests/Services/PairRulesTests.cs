@@ -1,5 +1,6 @@
 using Srlm.Contracts.Spec;
 using Srlm.PairBuilder;
+using Srlm.Storage;
 
 namespace Srlm.Tests.Services;
 

@@ -8,8 +8,9 @@ using Srlm.Judge;
 using Srlm.ServiceKit;
 using Srlm.Storage;
 using Srlm.Tests.Storage;
+using Srlm.Tests.Messaging;
 
-namespace Srlm.Tests.Messaging;
+namespace Srlm.Tests.Cli;
 
 /// <summary>`srlm audit` against judgements written by the real judge consumer (in-memory bus, SQLite, a tiny
 /// scratch checkpoint): re-running them gives 0 mismatches; a tampered stored score is found.</summary>

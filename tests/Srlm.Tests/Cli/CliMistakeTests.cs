@@ -1,7 +1,8 @@
 using System.Text.Json.Nodes;
 using Srlm.Storage;
+using Srlm.Tests.Messaging;
 
-namespace Srlm.Tests.Messaging;
+namespace Srlm.Tests.Cli;
 
 /// <summary>User mistakes on the command line end in one line that names the file, folder, option or variable at
 /// fault and a non-zero exit code: never a stack trace, never a new empty store, never a half-written file.</summary>

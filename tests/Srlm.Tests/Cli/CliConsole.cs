@@ -2,7 +2,8 @@ using Srlm.Cli;
 
 namespace Srlm.Tests;
 
-/// <summary>Tests that swap Console.Out/Error: one collection, so they never run beside each other.</summary>
+/// <summary>Tests that swap Console.Out/Error or set a process-wide variable (CliMistakeTests sets SRLM_THREADS, which
+/// every model thread reads): one collection that never runs beside any other, so no model test sees the change.</summary>
 [CollectionDefinition("console", DisableParallelization = true)]
 public sealed class ConsoleCollection;
 

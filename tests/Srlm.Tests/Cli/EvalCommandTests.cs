@@ -1,8 +1,9 @@
 using System.Text.Json;
 using Srlm.Model;
 using Srlm.Tasks;
+using Srlm.Tests.Model;
 
-namespace Srlm.Tests.Model;
+namespace Srlm.Tests.Cli;
 
 /// <summary>srlm eval: one checkpoint folder graded on a file of instructions, outside any run.</summary>
 [Collection("console")]

@@ -1,4 +1,5 @@
-namespace Srlm.Tests.Seeds;
+using Srlm.Tests.Seeds;
+namespace Srlm.Tests.Cli;
 
 /// <summary>`srlm seed check FILE --kind KIND`: the valid lines, the formats found and the first problems, read by the
 /// reader the run uses; exit 0 only when a run would accept the file.</summary>
