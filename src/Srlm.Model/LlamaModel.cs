@@ -264,7 +264,10 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     /// <param name="positionIds">(B, T); default: from the mask (cumsum - 1), or P..P+T-1 without a mask.</param>
     /// <param name="cache">keys/values of earlier positions; the new ones are appended and the cache advanced.</param>
     /// <param name="lastOnly">return logits of the last position only: (B, 1, V).</param>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null, bool lastOnly = false)
+    /// <param name="rows">(N) int64 indexes into the B*T positions (row-major): return logits of those positions only,
+    /// (N, V). The head is the largest matmul of a small model with a large vocabulary; log-probs need it only where
+    /// a completion token is predicted.</param>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null, bool lastOnly = false, Tensor? rows = null)
     {
         using var scope = NewDisposeScope();
         long b = inputIds.shape[0], t = inputIds.shape[1];
@@ -312,7 +315,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         var hidden = model.forward(h, cos, signedSin, mask, causal, cache); // (B, T, C)
         cache?.Advance(t);
         if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
-        var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V)
+        else if (rows is not null) hidden = hidden.reshape(b * t, hidden.shape[2]).index_select(0, rows); // (N, C)
+        var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V) or (N, V)
         return logits.MoveToOuterDisposeScope();
     }
 

@@ -74,9 +74,19 @@ public static class LogProbs
     public static (Tensor Sum, Tensor PerToken) Compute(LlamaForCausalLM model, LogProbBatch batch)
     {
         using var scope = NewDisposeScope();
-        var logits = model.Forward(batch.InputIds);                                       // (B, T, V)
+        long b = batch.InputIds.shape[0], t = batch.InputIds.shape[1];
+        // Logits only where a completion token is predicted (the mask's ones): prompt and padding positions would be
+        // multiplied by 0 anyway, and with a judge prompt of hundreds of tokens before a short judgement they are most
+        // of the (B, T, V) logits. Row r of the (B, T-1) grid is position r + r / (T-1) of the (B, T) input.
+        using var tm1 = (t - 1).ToScalar();
+        var rows = batch.CompletionMask.reshape(-1).nonzero().view(-1);                    // (N) into B*(T-1)
+        var positions = rows + rows.div(tm1, rounding_mode: RoundingMode.floor);          // (N) into B*T
+        var logits = model.Forward(batch.InputIds, rows: positions);                       // (N, V)
         if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);  // softmax statistics in float32
-        var perToken = TokenLogps(logits, batch.Labels) * batch.CompletionMask;           // (B, T-1)
+        var labels = batch.Labels.reshape(-1).index_select(0, rows);                        // (N)
+        var nll = F.cross_entropy(logits, labels, reduction: nn.Reduction.None);            // fused log-softmax + gather
+        var perToken = zeros(b * (t - 1), ScalarType.Float32, device: logits.device)
+            .index_copy(0, rows, nll.neg()).view(b, t - 1);                                // (B, T-1), 0 outside the completions
         var sum = perToken.sum(1);                                                         // (B)
         return (sum.MoveToOuterDisposeScope(), perToken.MoveToOuterDisposeScope());
     }

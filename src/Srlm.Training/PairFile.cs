@@ -5,10 +5,11 @@ namespace Srlm.Training;
 
 /// <summary>One supervised example: the user prompt (before the model's prompt template is applied) and the completion
 /// the model learns to write. <see cref="Source"/> names the record ("file:line") for errors. Seed files become these
-/// through Srlm.Contracts.Seeds (SeedExamples.Sft), the same on every path.</summary>
-public sealed record SftExample(string Prompt, string Completion, string Source)
+/// through Srlm.Contracts.Seeds (SeedExamples.Sft), the same on every path. <see cref="Context"/> is the seed
+/// conversation when there is one: a chat template renders it turn by turn (<see cref="PromptText"/>).</summary>
+public sealed record SftExample(string Prompt, string Completion, string Source, IReadOnlyList<ChatTurn>? Context = null)
 {
-    public static SftExample Of(SeedExample e) => new(e.Prompt, e.Completion, e.Source);
+    public static SftExample Of(SeedExample e) => new(e.Prompt, e.Completion, e.Source, e.Context);
 }
 
 /// <summary>Preference pairs for `srlm train dpo`, one JSON object a line (SEED_FORMATS.md): {"id","prompt","chosen",

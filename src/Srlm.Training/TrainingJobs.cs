@@ -110,6 +110,11 @@ internal static class JobRunner
     public static int[] EncodePrompt(LanguageModel lm, string prompt) =>
         [.. lm.Tokenizer.Encode(lm.Template.Format(prompt), addBos: lm.Template.AddBos(lm.Tokenizer))];
 
+    /// <summary>An SFT example's prompt tokens: its seed conversation through a chat template, turn by turn, else its
+    /// prompt text through the template (<see cref="PromptText.Of"/>).</summary>
+    public static int[] EncodePrompt(LanguageModel lm, SftExample e) =>
+        [.. lm.Tokenizer.Encode(PromptText.Of(lm.Template, e), addBos: lm.Template.AddBos(lm.Tokenizer))];
+
     public static int[] EncodeCompletion(LanguageModel lm, string completion)
     {
         // A chat template's answer ends with its end-of-turn token (the token generation stops at); else EOS.
@@ -225,7 +230,7 @@ public static partial class SftTrainer
         var errors = new List<string>();
         foreach (var e in examples)
         {
-            var prompt = JobRunner.EncodePrompt(lm, e.Prompt);
+            var prompt = JobRunner.EncodePrompt(lm, e);
             var completion = JobRunner.EncodeCompletion(lm, e.Completion);
             if (prompt.Length >= maxLength)
                 errors.Add($"{e.Source}: prompt is {prompt.Length} tokens, longer than the context ({maxLength}) after tokenization");

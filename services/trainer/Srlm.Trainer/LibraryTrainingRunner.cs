@@ -18,7 +18,7 @@ public sealed class LibraryTrainingRunner : ITrainingJobRunner
         if (input.Kind == JobKind.Sft)
         {
             var examples = (input.Sft ?? throw new InvalidOperationException($"job {input.JobId}: no SFT examples"))
-                .Select((e, i) => new SftExample(e.Prompt, e.Completion, $"{input.JobId}#{i}")).ToList();
+                .Select((e, i) => new SftExample(e.Prompt, e.Completion, $"{input.JobId}#{i}", e.Context)).ToList();
             result = await SftTrainer.RunAsync(new SftJob
             {
                 JobId = input.JobId, ParentCheckpoint = input.InputCheckpointDir, Examples = examples, Options = SftOptionsOf(input.Spec, input.Seed),
@@ -32,7 +32,7 @@ public sealed class LibraryTrainingRunner : ITrainingJobRunner
             result = await DpoTrainer.RunAsync(new DpoJob
             {
                 JobId = input.JobId, ParentCheckpoint = input.InputCheckpointDir, Pairs = pairs, Options = DpoOptionsOf(input.Spec, input.Seed),
-                Replay = (input.Replay ?? []).Select((e, i) => new SftExample(e.Prompt, e.Completion, $"{input.JobId}#replay{i}")).ToList(),
+                Replay = (input.Replay ?? []).Select((e, i) => new SftExample(e.Prompt, e.Completion, $"{input.JobId}#replay{i}", e.Context)).ToList(),
                 StateDirectory = input.StateDir, OutputDirectory = input.OutputDir, DatasetId = input.DatasetId,
             }, reporter, ct);
         }

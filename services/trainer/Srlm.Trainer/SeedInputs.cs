@@ -14,6 +14,6 @@ public static class SeedInputs
         var ift = await specs.SeedFileAsync(spec.SeedData.Ift, "seed_data.ift", SeedReader.ReadIft, ct);
         var eft = spec.SeedData.Eft is null ? null
             : await specs.SeedFileAsync(spec.SeedData.Eft, "seed_data.eft", (bytes, name) => SeedReader.ReadEft(bytes, name, spec.Judge.MaxScore), ct);
-        return SeedExamples.Sft(ift, eft, spec.Judge.Template).Select(e => new TextExample(e.Prompt, e.Completion)).ToList();
+        return SeedExamples.Sft(ift, eft, spec.Judge.Template).Select(e => new TextExample(e.Prompt, e.Completion, e.Context)).ToList();
     }
 }

@@ -3,8 +3,9 @@ using Srlm.Storage;
 
 namespace Srlm.Trainer;
 
-/// <summary>An SFT example as text: the user prompt (before the chat template) and the completion.</summary>
-public sealed record TextExample(string Prompt, string Completion);
+/// <summary>An SFT example as text: the user prompt (before the chat template) and the completion; <see cref="Context"/>
+/// is the seed conversation a chat template renders turn by turn (null for an EFT example).</summary>
+public sealed record TextExample(string Prompt, string Completion, IReadOnlyList<Srlm.Contracts.Seeds.ChatTurn>? Context = null);
 
 /// <summary>A preference pair as text.</summary>
 public sealed record TextPair(string Id, string Prompt, string Chosen, string Rejected);

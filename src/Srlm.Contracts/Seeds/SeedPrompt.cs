@@ -2,13 +2,12 @@ using System.Text;
 
 namespace Srlm.Contracts.Seeds;
 
-/// <summary>The one place a seed conversation becomes prompt text. Today a checkpoint's prompt template takes one
-/// instruction (srlm.json's "{instruction}" layouts), so a conversation is flattened into that instruction: a single
-/// user message is its content, byte for byte; a longer conversation (a system message, earlier turns) is written
-/// as labelled turns ("System: …", "User: …", "Assistant: …", separated by a blank line) ending with the last user
-/// message. When prompts become chat messages rendered by the checkpoint's own chat template (issue 19), this is the
-/// function that hands the messages over instead: every path (srlm train, the trainer service, the run upload, the
-/// scratch tokenizer) gets its prompt text here.</summary>
+/// <summary>The one place a seed conversation becomes one instruction text, for checkpoints whose prompt template takes
+/// one instruction (srlm.json's "{instruction}" layouts): a single user message is its content, byte for byte; a longer
+/// conversation (a system message, earlier turns) is written as labelled turns ("System: …", "User: …",
+/// "Assistant: …", separated by a blank line) ending with the last user message. A checkpoint with a chat template
+/// does not use this text for seed examples: the conversation itself travels with the example (SeedExample.Context)
+/// and the template renders it turn by turn (Srlm.Training's PromptText).</summary>
 public static class SeedPrompt
 {
     public static string Render(IReadOnlyList<ChatTurn> context)

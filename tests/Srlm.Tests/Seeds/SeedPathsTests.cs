@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Srlm.Cli.Commands;
 using Srlm.Cli.Pipeline;
 using Srlm.Contracts.Spec;
@@ -70,6 +71,81 @@ public sealed class SeedPathsTests : IAsyncLifetime
         Assert.Equal("Rate it.\nQ: 2+2?\nA: 4\nEnd with Score: <0-5>.\n", cli[prompts.Length].Prompt);
         Assert.Equal([$"{ift}:1", $"{ift}:2", $"{eft}:1", $"{eft}:2", $"{eft}:3", $"{eft}:4"], cli.Select(e => e.Source));
         Assert.Equal(format, Assert.Single(Srlm.Contracts.Seeds.SeedReader.ReadIft(ift).Formats).Key);
+    }
+
+    [Fact]
+    public async Task A_multi_turn_messages_line_is_rendered_turn_by_turn_by_a_chat_template_identically_on_both_paths_as_jinja2_renders_it()
+    {
+        // A checkpoint with a real chat template (Qwen2.5-Instruct's, from the committed corpus): the conversation of a
+        // messages line must reach the template as turns, not as the "System: / User:" text our layouts get.
+        var corpus = Path.Combine(Path.GetDirectoryName(Srlm.Tests.ChatTemplates.JinjaReference.Dir())!, "ChatTemplates", "corpus");
+        var source = File.ReadAllText(Path.Combine(corpus, "qwen2.5-instruct.jinja"));
+        var folder = OpsFixtures.CheckpointFolder(_folder, "weights");
+        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), new JsonObject
+        {
+            ["chat_template"] = source, ["eos_token"] = "<|im_end|>", ["pad_token"] = "<|endoftext|>",
+        }.ToJsonString());
+        var chat = Srlm.Model.ChatTemplates.ChatFormat.Load(folder)!;
+        var template = Srlm.Model.Tokenization.PromptTemplate.FromChat(chat);
+
+        var ift = Write("ift.jsonl", """
+            {"messages":[{"role":"system","content":"Be terse."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":"3+3?"},{"role":"assistant","content":"6"}]}
+            {"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"  Hello there!  "},{"role":"user","content":"Bye\n"},{"role":"assistant","content":"Bye."}]}
+            {"instruction":"2+2?","answer":"4"}
+            """);
+        var eft = Write("eft.jsonl", Eft);
+        var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
+        var spec = RunSpecJson.Parse($$"""
+            { "schema_version": 1, "name": "paths", "models": { "m1": "{{Path.GetFileName(folder)}}" },
+              "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
+            """);
+        var uploaded = await RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-chat", default);
+        var service = await SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), uploaded.StoredSpec, default);
+        var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
+
+        // The text the trainer tokenizes (SftTrainer.Tokenize → JobRunner.EncodePrompt → PromptText.Of) on each path.
+        var cliText = cli.Select(e => (Srlm.Training.PromptText.Of(template, e), e.Completion)).ToList();
+        var serviceText = service.Select((e, i) => (Srlm.Training.PromptText.Of(template, new Srlm.Training.SftExample(e.Prompt, e.Completion, $"job#{i}", e.Context)), e.Completion)).ToList();
+        Assert.Equal(cliText, serviceText);
+        Assert.Equal(7, cliText.Count);
+
+        const string DefaultSystem = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n";
+        Assert.Equal("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n"
+            + "<|im_start|>user\n3+3?<|im_end|>\n<|im_start|>assistant\n", cliText[0].Item1);
+        Assert.Equal(DefaultSystem + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n  Hello there!  <|im_end|>\n"
+            + "<|im_start|>user\nBye\n<|im_end|>\n<|im_start|>assistant\n", cliText[1].Item1);
+        Assert.Equal(DefaultSystem + "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n", cliText[2].Item1);
+        Assert.Equal(["6", "Bye.", "4"], cliText.Take(3).Select(t => t.Completion));
+        // An EFT judge prompt is one user message, as before.
+        Assert.Equal(chat.Prompt("Rate it.\nQ: 2+2?\nA: 4\nEnd with Score: <0-5>.\n"), cliText[3].Item1);
+
+        // The same as transformers' apply_chat_template(messages[:-1], add_generation_prompt=True) (python3-jinja2,
+        // configured as transformers configures it).
+        if (!File.Exists("/usr/bin/python3")) { Console.WriteLine("skipped the jinja2 comparison: /usr/bin/python3 is missing"); return; }
+        var records = Srlm.Contracts.Seeds.SeedReader.ReadIft(ift).OrThrow();
+        var cases = records.Select(r => (source, new JsonObject
+        {
+            ["messages"] = new JsonArray(r.Context.Select(t => (JsonNode)new JsonObject { ["role"] = t.Role, ["content"] = t.Content }).ToArray()),
+            ["add_generation_prompt"] = true, ["tools"] = null, ["documents"] = null,
+            ["eos_token"] = "<|im_end|>", ["pad_token"] = "<|endoftext|>",
+        })).ToList();
+        var reference = Srlm.Tests.ChatTemplates.JinjaReference.Render(cases);
+        Assert.Equal(reference.Select(r => r.Text), cliText.Take(3).Select(t => (string?)t.Item1));
+    }
+
+    [Fact]
+    public void Without_a_chat_template_a_multi_turn_conversation_keeps_the_flattened_text_in_the_layout()
+    {
+        var context = new Srlm.Contracts.Seeds.ChatTurn[]
+        {
+            new("system", "Be terse."), new("user", "Hi"), new("assistant", "Hello"), new("user", "3+3?"),
+        };
+        var flat = Srlm.Contracts.Seeds.SeedPrompt.Render(context);
+        var e = new Srlm.Training.SftExample(flat, "6", "x:1", context);
+        Assert.Equal("### Instruction:\nSystem: Be terse.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: 3+3?\n\n### Response:\n",
+            Srlm.Training.PromptText.Of(Srlm.Model.Tokenization.PromptTemplate.Plain, e));
+        Assert.Equal("<|im_start|>user\nSystem: Be terse.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: 3+3?<|im_end|>\n<|im_start|>assistant\n",
+            Srlm.Training.PromptText.Of(Srlm.Model.Tokenization.PromptTemplate.ChatMl, e));
     }
 
     [Fact]

@@ -172,7 +172,10 @@ public sealed class SeedReaderTests
         var ift = Ift("""{"instruction":"Say hi","answer":"Hi!"}""");
         var eft = SeedReader.ReadEft(Bytes("""{"instruction":"{response}","answer":"4","judgement":"Fine.","score":5}"""), "e").OrThrow();
         var ex = SeedExamples.Sft(ift, eft, "Q: {instruction}\nA: {response}\nJudge it.");
-        Assert.Equal([new SeedExample("Say hi", "Hi!", "f.jsonl:1"), new SeedExample("Q: {response}\nA: 4\nJudge it.", "Fine.\nScore: 5", "e:1")], ex);
+        Assert.Equal([("Say hi", "Hi!", "f.jsonl:1"), ("Q: {response}\nA: 4\nJudge it.", "Fine.\nScore: 5", "e:1")], ex.Select(e => (e.Prompt, e.Completion, e.Source)));
+        // The IFT example carries its conversation (for a chat template); the EFT judge prompt has none.
+        Assert.Equal([new ChatTurn(ChatTurn.User, "Say hi")], ex[0].Context!);
+        Assert.Null(ex[1].Context);
         Assert.Null(JudgePrompt.Problem("I={instruction} R={response}"));
         Assert.Equal("must contain {instruction} and {response}", JudgePrompt.Problem("no placeholders"));
     }

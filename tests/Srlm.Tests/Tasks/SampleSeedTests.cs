@@ -28,6 +28,7 @@ public class SampleSeedTests
     [Theory]
     [InlineData("smoke")]
     [InlineData("tiny")]
+    [InlineData("smollm2")]
     public void Each_sample_run_spec_is_valid_and_names_files_that_exist(string sample)
     {
         var dir = Path.Combine(ServiceIndependenceTests.RepoRoot(), "samples", sample);
