@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Spectre.Console;
 using Srlm.Contracts;
 using Srlm.Contracts.Spec;
+using Srlm.ServiceKit.Recovery;
 using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
 using Srlm.Tasks;
@@ -62,7 +63,9 @@ public static class RunPipeline
             if (o.Resume)
             {
                 runId = (await File.ReadAllTextAsync(Path.Combine(dir, RunIdFile), cancel)).Trim();
-                int n = await InFlight.ReissueAsync(store, bus, runId, cancel);
+                int n;
+                try { n = await InFlightWork.ReissueAsync(store, bus, runId, cancel); }
+                catch (RunNotResumableException e) { throw new UsageException($"--resume {dir}: {e.Message}"); }
                 output.WriteLine($"srlm run: resuming {runId} in {dir}: {n} messages re-issued from stored facts");
             }
             else

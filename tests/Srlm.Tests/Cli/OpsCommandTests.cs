@@ -135,6 +135,27 @@ public sealed class OpsCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Resume_needs_a_run_and_a_RabbitMQ_bus_and_leaves_a_finished_run_alone()
+    {
+        var (usage, _, usageErr) = await Srlm("resume", "--store", StoreUri);
+        Assert.Equal(2, usage);
+        Assert.Contains("usage: srlm resume RUN", usageErr);
+        var (missing, _, missingErr) = await Srlm("resume", "nope", "--store", StoreUri);
+        Assert.Equal(2, missing);
+        Assert.Contains("run 'nope' not found", missingErr);
+        // run1 is running, but this process's SRLM_BUS is not a broker the services listen on: one line, nothing re-issued.
+        var (noBus, _, noBusErr) = await Srlm("resume", "run1", "--store", StoreUri);
+        Assert.Equal(2, noBus);
+        Assert.Contains("resume publishes to the services: set SRLM_BUS=amqp://", noBusErr, StringComparison.Ordinal);
+        Assert.Single(noBusErr.Trim().Split('\n'));
+        Assert.Equal(RunState.Running, (await _stores.Artifacts.GetRunAsync("run1"))!.State);
+        Assert.Equal(0, (await Srlm("cancel", "run1", "--store", StoreUri)).Code);
+        var (done, text, _) = await Srlm("resume", "run1", "--store", StoreUri);
+        Assert.Equal(0, done);
+        Assert.Contains("run run1 is cancelled: nothing to resume", text);
+    }
+
+    [Fact]
     public async Task Export_pairs_writes_prompt_chosen_rejected_and_scores_as_jsonl()
     {
         var file = Path.Combine(_folder, "pairs.jsonl");

@@ -2,20 +2,20 @@ using MassTransit;
 using Srlm.Contracts;
 using Srlm.Contracts.Judging;
 using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
 using Srlm.Storage;
 
-namespace Srlm.Cli.Pipeline;
+namespace Srlm.ServiceKit.Recovery;
 
-/// <summary>Re-issues the work a run had in flight, from stored facts only (`srlm run --resume`): messages
-/// on an in-memory bus die with the process, the stored artifacts do not. Every message re-issued here is
-/// one the services handle idempotently, so re-issuing too much is harmless; re-issuing too little
-/// would stall the run, so each stage's gap is filled.</summary>
-public static class InFlight
+/// <summary>Re-issues the work a run had in flight, from stored facts only. The embedded run uses it after a
+/// crash (`srlm run --resume DIR`: messages on its in-memory bus died with the process), and a deployment uses the
+/// same code (`srlm resume RUN`: messages lost with a purged queue or a broker rebuilt without its volume), so both
+/// recover the same way. Every message re-issued here is one the services handle idempotently, so re-issuing too
+/// much is harmless; re-issuing too little would stall the run, so each stage's gap is filled.</summary>
+public static class InFlightWork
 {
     public static async Task<int> ReissueAsync(IArtifactStore store, IBus bus, string runId, CancellationToken ct)
     {
-        var run = await store.GetRunAsync(runId, ct) ?? throw new UsageException($"run {runId} is not in {store.Location}");
+        var run = await store.GetRunAsync(runId, ct) ?? throw new RunNotResumableException($"run {runId} is not in {store.Location}");
         if (run.State is RunState.Failed or RunState.Cancelled) return 0;
         var spec = RunSpecJson.Parse(run.SpecJson);
         var all = await store.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun(runId), ct);
@@ -36,7 +36,7 @@ public static class InFlight
         if (!checkpoints.ContainsKey(1))
         {
             // SFT not finished: the trainer re-records the job (same id) and its worker resumes it.
-            var start = checkpoints.GetValueOrDefault(0) ?? throw new UsageException($"run {runId} has no starting checkpoint stored");
+            var start = checkpoints.GetValueOrDefault(0) ?? throw new RunNotResumableException($"run {runId} has no starting checkpoint stored");
             await Publish(new RunStarted { RunId = runId, Iteration = 0, CheckpointId = start.Id });
             return sent;
         }
@@ -116,3 +116,6 @@ public static class InFlight
         };
     }
 }
+
+/// <summary>The store lacks what resuming a run needs (the run, or its starting checkpoint); the message names it.</summary>
+public sealed class RunNotResumableException(string message) : Exception(message);
