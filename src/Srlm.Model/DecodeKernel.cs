@@ -69,23 +69,140 @@ internal static unsafe class DecodeKernel
         });
     }
 
+    /// <summary>Output rows [from, to) of y = W x for every input row. Two weight rows meet two input rows at a time
+    /// (<see cref="Dot2x2"/>): each weight load serves two inputs and each input load two weights, so a batch of rows
+    /// reads the weights once per pair instead of once per row. Every product keeps <see cref="Dot"/>'s summation
+    /// order, so a row's outputs have the same bits alone and in any batch.</summary>
     private static void Rows(Matrix w, float* x, float* y, int batch, int from, int to)
     {
         int cols = w.Cols;
-        for (int n = from; n < to; n++)
+        long outStride = w.Rows;
+        int n = from;
+        for (; n + 1 < to; n += 2)
         {
-            float bias = w.Bias == 0 ? 0f : w.BiasBf16 ? Bf16ToFloat(((ushort*)w.Bias)[n]) : ((float*)w.Bias)[n];
-            if (w.Bf16)
+            int b = 0;
+            for (; b + 1 < batch; b += 2)
             {
-                ushort* row = (ushort*)w.Ptr + (long)n * cols;
-                for (int b = 0; b < batch; b++) y[(long)b * w.Rows + n] = DotBf16(row, x + (long)b * cols, cols) + bias;
+                float* x0 = x + (long)b * cols, x1 = x0 + cols;
+                float* y0 = y + b * outStride + n, y1 = y0 + outStride;
+                if (w.Bf16)
+                {
+                    ushort* r0 = (ushort*)w.Ptr + (long)n * cols;
+                    Dot2x2Bf16(r0, r0 + cols, x0, x1, cols, y0, y1);
+                }
+                else
+                {
+                    float* r0 = (float*)w.Ptr + (long)n * cols;
+                    Dot2x2(r0, r0 + cols, x0, x1, cols, y0, y1);
+                }
             }
-            else
-            {
-                float* row = (float*)w.Ptr + (long)n * cols;
-                for (int b = 0; b < batch; b++) y[(long)b * w.Rows + n] = Dot(row, x + (long)b * cols, cols) + bias;
-            }
+            for (; b < batch; b++) { One(w, x, y, b, n); One(w, x, y, b, n + 1); }
+            if (w.Bias != 0)
+                for (int bb = 0; bb < batch; bb++) { y[bb * outStride + n] += BiasAt(w, n); y[bb * outStride + n + 1] += BiasAt(w, n + 1); }
         }
+        for (; n < to; n++)
+            for (int b = 0; b < batch; b++) { One(w, x, y, b, n); if (w.Bias != 0) y[b * outStride + n] += BiasAt(w, n); }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float BiasAt(Matrix w, int n) => w.BiasBf16 ? Bf16ToFloat(((ushort*)w.Bias)[n]) : ((float*)w.Bias)[n];
+
+    /// <summary>y[b, n] = W[n] . x[b], without the bias.</summary>
+    private static void One(Matrix w, float* x, float* y, int b, int n)
+    {
+        int cols = w.Cols;
+        float* xb = x + (long)b * cols;
+        y[(long)b * w.Rows + n] = w.Bf16 ? DotBf16((ushort*)w.Ptr + (long)n * cols, xb, cols) : Dot((float*)w.Ptr + (long)n * cols, xb, cols);
+    }
+
+    /// <summary>The four products of weight rows a0, a1 with inputs b0, b1: y0[0] = a0.b0, y0[1] = a1.b0, y1[0] = a0.b1,
+    /// y1[1] = a1.b1, each summed exactly as <see cref="Dot"/> sums it.</summary>
+    internal static void Dot2x2(float* a0, float* a1, float* b0, float* b1, int n, float* y0, float* y1)
+    {
+        if (!Vector512.IsHardwareAccelerated || n < 64)
+        {
+            y0[0] = Dot(a0, b0, n); y0[1] = Dot(a1, b0, n); y1[0] = Dot(a0, b1, n); y1[1] = Dot(a1, b1, n);
+            return;
+        }
+        // Accumulators: p = a0.b0, q = a1.b0, r = a0.b1, t = a1.b1, four lanes each as in Dot.
+        Vector512<float> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
+        Vector512<float> r0 = default, r1 = default, r2 = default, r3 = default, t0 = default, t1 = default, t2 = default, t3 = default;
+        int k = 0;
+        for (; k + 64 <= n; k += 64)
+        {
+            var u0 = Vector512.Load(b0 + k); var v0 = Vector512.Load(b1 + k);
+            var w = Vector512.Load(a0 + k); var z = Vector512.Load(a1 + k);
+            p0 = Vector512.FusedMultiplyAdd(w, u0, p0); q0 = Vector512.FusedMultiplyAdd(z, u0, q0);
+            r0 = Vector512.FusedMultiplyAdd(w, v0, r0); t0 = Vector512.FusedMultiplyAdd(z, v0, t0);
+            u0 = Vector512.Load(b0 + k + 16); v0 = Vector512.Load(b1 + k + 16);
+            w = Vector512.Load(a0 + k + 16); z = Vector512.Load(a1 + k + 16);
+            p1 = Vector512.FusedMultiplyAdd(w, u0, p1); q1 = Vector512.FusedMultiplyAdd(z, u0, q1);
+            r1 = Vector512.FusedMultiplyAdd(w, v0, r1); t1 = Vector512.FusedMultiplyAdd(z, v0, t1);
+            u0 = Vector512.Load(b0 + k + 32); v0 = Vector512.Load(b1 + k + 32);
+            w = Vector512.Load(a0 + k + 32); z = Vector512.Load(a1 + k + 32);
+            p2 = Vector512.FusedMultiplyAdd(w, u0, p2); q2 = Vector512.FusedMultiplyAdd(z, u0, q2);
+            r2 = Vector512.FusedMultiplyAdd(w, v0, r2); t2 = Vector512.FusedMultiplyAdd(z, v0, t2);
+            u0 = Vector512.Load(b0 + k + 48); v0 = Vector512.Load(b1 + k + 48);
+            w = Vector512.Load(a0 + k + 48); z = Vector512.Load(a1 + k + 48);
+            p3 = Vector512.FusedMultiplyAdd(w, u0, p3); q3 = Vector512.FusedMultiplyAdd(z, u0, q3);
+            r3 = Vector512.FusedMultiplyAdd(w, v0, r3); t3 = Vector512.FusedMultiplyAdd(z, v0, t3);
+        }
+        for (; k + 16 <= n; k += 16)
+        {
+            var u0 = Vector512.Load(b0 + k); var v0 = Vector512.Load(b1 + k);
+            var w = Vector512.Load(a0 + k); var z = Vector512.Load(a1 + k);
+            p0 = Vector512.FusedMultiplyAdd(w, u0, p0); q0 = Vector512.FusedMultiplyAdd(z, u0, q0);
+            r0 = Vector512.FusedMultiplyAdd(w, v0, r0); t0 = Vector512.FusedMultiplyAdd(z, v0, t0);
+        }
+        float sp = Vector512.Sum((p0 + p1) + (p2 + p3)), sq = Vector512.Sum((q0 + q1) + (q2 + q3));
+        float sr = Vector512.Sum((r0 + r1) + (r2 + r3)), st = Vector512.Sum((t0 + t1) + (t2 + t3));
+        for (; k < n; k++)
+        {
+            sp += a0[k] * b0[k]; sq += a1[k] * b0[k]; sr += a0[k] * b1[k]; st += a1[k] * b1[k];
+        }
+        y0[0] = sp; y0[1] = sq; y1[0] = sr; y1[1] = st;
+    }
+
+    /// <summary><see cref="Dot2x2"/> for bfloat16 weight rows, each product summed exactly as <see cref="DotBf16"/> sums it.</summary>
+    internal static void Dot2x2Bf16(ushort* a0, ushort* a1, float* b0, float* b1, int n, float* y0, float* y1)
+    {
+        if (!Vector512.IsHardwareAccelerated || n < 64)
+        {
+            y0[0] = DotBf16(a0, b0, n); y0[1] = DotBf16(a1, b0, n); y1[0] = DotBf16(a0, b1, n); y1[1] = DotBf16(a1, b1, n);
+            return;
+        }
+        Vector512<float> p0 = default, p1 = default, p2 = default, p3 = default, q0 = default, q1 = default, q2 = default, q3 = default;
+        Vector512<float> r0 = default, r1 = default, r2 = default, r3 = default, t0 = default, t1 = default, t2 = default, t3 = default;
+        int k = 0;
+        for (; k + 64 <= n; k += 64)
+        {
+            var wa = Vector512.Load(a0 + k); var za = Vector512.Load(a1 + k);
+            var w = Widen(Vector512.WidenLower(wa)); var z = Widen(Vector512.WidenLower(za));
+            var u0 = Vector512.Load(b0 + k); var v0 = Vector512.Load(b1 + k);
+            p0 = Vector512.FusedMultiplyAdd(w, u0, p0); q0 = Vector512.FusedMultiplyAdd(z, u0, q0);
+            r0 = Vector512.FusedMultiplyAdd(w, v0, r0); t0 = Vector512.FusedMultiplyAdd(z, v0, t0);
+            w = Widen(Vector512.WidenUpper(wa)); z = Widen(Vector512.WidenUpper(za));
+            u0 = Vector512.Load(b0 + k + 16); v0 = Vector512.Load(b1 + k + 16);
+            p1 = Vector512.FusedMultiplyAdd(w, u0, p1); q1 = Vector512.FusedMultiplyAdd(z, u0, q1);
+            r1 = Vector512.FusedMultiplyAdd(w, v0, r1); t1 = Vector512.FusedMultiplyAdd(z, v0, t1);
+            wa = Vector512.Load(a0 + k + 32); za = Vector512.Load(a1 + k + 32);
+            w = Widen(Vector512.WidenLower(wa)); z = Widen(Vector512.WidenLower(za));
+            u0 = Vector512.Load(b0 + k + 32); v0 = Vector512.Load(b1 + k + 32);
+            p2 = Vector512.FusedMultiplyAdd(w, u0, p2); q2 = Vector512.FusedMultiplyAdd(z, u0, q2);
+            r2 = Vector512.FusedMultiplyAdd(w, v0, r2); t2 = Vector512.FusedMultiplyAdd(z, v0, t2);
+            w = Widen(Vector512.WidenUpper(wa)); z = Widen(Vector512.WidenUpper(za));
+            u0 = Vector512.Load(b0 + k + 48); v0 = Vector512.Load(b1 + k + 48);
+            p3 = Vector512.FusedMultiplyAdd(w, u0, p3); q3 = Vector512.FusedMultiplyAdd(z, u0, q3);
+            r3 = Vector512.FusedMultiplyAdd(w, v0, r3); t3 = Vector512.FusedMultiplyAdd(z, v0, t3);
+        }
+        float sp = Vector512.Sum((p0 + p1) + (p2 + p3)), sq = Vector512.Sum((q0 + q1) + (q2 + q3));
+        float sr = Vector512.Sum((r0 + r1) + (r2 + r3)), st = Vector512.Sum((t0 + t1) + (t2 + t3));
+        for (; k < n; k++)
+        {
+            float wa = Bf16ToFloat(a0[k]), za = Bf16ToFloat(a1[k]);
+            sp += wa * b0[k]; sq += za * b0[k]; sr += wa * b1[k]; st += za * b1[k];
+        }
+        y0[0] = sp; y0[1] = sq; y1[0] = sr; y1[1] = st;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -270,7 +387,11 @@ internal static unsafe class DecodeKernel
                 if (cacheType == ScalarType.Float32)
                 {
                     float* vs = (float*)values + at;
-                    for (int i = 0; i < d; i++) oh[i] += p * vs[i];
+                    int i = 0;
+                    // Multiply, then add (no fused multiply-add): the same two roundings as the scalar loop.
+                    if (Vector256.IsHardwareAccelerated)
+                        for (; i + 8 <= d; i += 8) (Vector256.Load(oh + i) + Vector256.Create(p) * Vector256.Load(vs + i)).Store(oh + i);
+                    for (; i < d; i++) oh[i] += p * vs[i];
                 }
                 else for (int i = 0; i < d; i++) oh[i] += p * Load(values, cacheType, at + i);
             }
@@ -281,8 +402,9 @@ internal static unsafe class DecodeKernel
 /// <summary>Runs <see cref="DecodeKernel"/> for a model: one new token per row, the KV cache written in place.</summary>
 internal static unsafe class DecodeStep
 {
-    /// <summary>Most rows the kernel takes; larger batches are compute-bound and go to libtorch's matrix products.</summary>
-    internal const int MaxRows = 4;
+    /// <summary>Most rows the kernel takes. Up to here its 2x2-blocked products beat libtorch's matrix products on the
+    /// bench model (`srlm bench generate`, decode_kernel_vs_libtorch_by_rows); larger batches go to libtorch.</summary>
+    internal const int MaxRows = 32;
 
     internal static bool Applies(LlamaForCausalLM m, Tensor inputIds, KvCache cache)
     {
@@ -363,9 +485,14 @@ internal static unsafe class DecodeStep
 
                 Norm(layer.InputNorm, px, pxn, rows, C, eps);
                 DecodeKernel.MatVec([(Of(wq), (nint)pxn, (nint)pq), (Of(wk), (nint)pxn, (nint)pk), (Of(wv), (nint)pxn, (nint)pv)], rows, threads);
-                for (int b = 0; b < rows; b++)
+                long rowBytes = (long)KvH * capacity * D * keys.ElementSize;
+                // Each row appends to and attends over its own block of the cache, so rows run on separate threads,
+                // each with its own scratch; a row's arithmetic is the same on any thread.
+                nint ropeAt = (nint)rope, qAt = (nint)pq, kAt = (nint)pk, vAt = (nint)pv, attAt = (nint)patt;
+                void AttendRow(int b, float* rowScores, float* rowK)
                 {
-                    float* cos = rope + pos[b] * 2 * D, sin = cos + D;
+                    float* pq = (float*)qAt, pk = (float*)kAt, pv = (float*)vAt, patt = (float*)attAt;
+                    float* cos = (float*)ropeAt + pos[b] * 2 * D, sin = cos + D;
                     DecodeKernel.Rotate(pq + b * H * D, H, D, cos, sin);
                     DecodeKernel.Rotate(pk + b * KvH * D, KvH, D, cos, sin);
                     // Append this step's keys and values at position `past` of row b: (B, KvH, Capacity, D).
@@ -378,20 +505,26 @@ internal static unsafe class DecodeStep
                             DecodeKernel.Store(vPtr, cacheType, at + i, pv[(b * KvH + h) * D + i]);
                         }
                     }
-                    long rowBlock = (long)b * KvH * capacity * D * keys.ElementSize;
-                    DecodeKernel.Attend(pq + b * H * D, patt + b * H * D, kPtr + (nint)rowBlock, vPtr + (nint)rowBlock, cacheType, H, KvH, D,
-                        capacity, total, valid?[b], pscores, pkbuf);
+                    DecodeKernel.Attend(pq + b * H * D, patt + b * H * D, kPtr + (nint)(b * rowBytes), vPtr + (nint)(b * rowBytes), cacheType, H, KvH, D,
+                        capacity, total, valid?[b], rowScores, rowK);
                 }
+                if (rows == 1 || threads <= 1)
+                    for (int b = 0; b < rows; b++) AttendRow(b, pscores, pkbuf);
+                else
+                    Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = threads },
+                        () => (new float[total], new float[D]),
+                        (b, _, scratch) =>
+                        {
+                            fixed (float* rs = scratch.Item1, rk = scratch.Item2) AttendRow(b, rs, rk);
+                            return scratch;
+                        },
+                        _ => { });
                 DecodeKernel.MatVec([(Of(wo), (nint)patt, (nint)pxn)], rows, threads);
                 Add(px, pxn, rows * C);
 
                 Norm(layer.PostAttentionNorm, px, pxn, rows, C, eps);
                 DecodeKernel.MatVec([(Of(gate), (nint)pxn, (nint)pg), (Of(up), (nint)pxn, (nint)pu)], rows, threads);
-                for (int i = 0; i < rows * I; i++)
-                {
-                    float a = pg[i];
-                    pg[i] = a / (1f + MathF.Exp(-a)) * pu[i]; // silu(gate) * up
-                }
+                SwiGlu(pg, pu, rows * I, threads);
                 DecodeKernel.MatVec([(Of(down), (nint)pg, (nint)pxn)], rows, threads);
                 Add(px, pxn, rows * C);
             }
@@ -412,6 +545,23 @@ internal static unsafe class DecodeStep
         bool bf16 = w.dtype == ScalarType.BFloat16;
         if (w.dtype != ScalarType.Float32 && !bf16) throw new InvalidOperationException($"norm weight dtype {w.dtype} is not supported by the decode kernel");
         for (int b = 0; b < rows; b++) DecodeKernel.RmsNorm(x + b * n, output + b * n, n, p, bf16, eps);
+    }
+
+    /// <summary>gate[i] = silu(gate[i]) * up[i], split over the threads when there is enough of it.</summary>
+    private static void SwiGlu(float* gate, float* up, int n, int threads)
+    {
+        static void Span(float* g, float* u, int from, int to)
+        {
+            for (int i = from; i < to; i++)
+            {
+                float a = g[i];
+                g[i] = a / (1f + MathF.Exp(-a)) * u[i];
+            }
+        }
+        if (threads <= 1 || n < 16_384) { Span(gate, up, 0, n); return; }
+        nint g0 = (nint)gate, u0 = (nint)up;
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            part => Span((float*)g0, (float*)u0, (int)((long)n * part / threads), (int)((long)n * (part + 1) / threads)));
     }
 
     private static void Add(float* x, float* y, int n)

@@ -44,7 +44,7 @@ public class DecodeKernelTests(ITestOutputHelper output)
         using var lm = Model(name);
         var m = lm.Model;
         using var _ = no_grad();
-        foreach (int rows in new[] { 1, 3 })
+        foreach (int rows in new[] { 1, 3, 16 })
         {
             // Row r is left padded by r positions (rows > 1), so masks and positions differ per row.
             const int len = 9, steps = 6;
@@ -86,6 +86,55 @@ public class DecodeKernelTests(ITestOutputHelper output)
             }
             full.Dispose();
         }
+    }
+
+    /// <summary>A row's logits do not depend on the batch it is decoded in: the kernel's blocked products keep one
+    /// summation order, and its rows attend on separate threads without sharing scratch. Every step here goes through
+    /// the kernel (from an empty cache), so no libtorch prefill of a different shape enters the comparison.</summary>
+    [Theory]
+    [InlineData("llama-gqa", "float32")]
+    [InlineData("qwen2-bias-tied", "float32")]
+    [InlineData("llama-gqa", "bfloat16")]
+    public void A_rows_kernel_logits_are_the_same_bits_alone_and_in_a_batch(string name, string dtypeName)
+    {
+        using var source = Model(name, seed: 5);
+        var dir = TestModels.TempDir("rowsbits");
+        source.Save(dir);
+        using var lm = LanguageModel.Load(dir, ModelDtype.Parse(dtypeName));
+        var m = lm.Model;
+        using var _ = no_grad();
+        // 31 rows: the most the kernel takes (DecodeStep.MaxRows, 32) less one, so the last row has no partner in the 2x2 blocks.
+        const int rows = 31, steps = 5;
+        long Token(int r, int s) => 4 + (r * 37 + s * 11) % 300;
+        int before = get_num_threads();
+        set_num_threads(2); // the threaded paths (row blocks, attention rows, SwiGLU) run
+        try
+        {
+            m.UseDecodeKernel = true;
+            var batch = new float[steps][];
+            using (var cache = new KvCache(m.Config, rows, steps, ScalarType.Float32, m.Device))
+                for (int s = 0; s < steps; s++)
+                {
+                    using var ids = tensor(Enumerable.Range(0, rows).Select(r => Token(r, s)).ToArray()).unsqueeze(1);
+                    using var logits = m.Forward(ids, null, cache: cache, lastOnly: true);
+                    batch[s] = logits.data<float>().ToArray();
+                }
+            int vocab = m.Config.VocabSize;
+            foreach (int r in new[] { 0, 1, rows / 2, rows - 1 })
+            {
+                using var cache = new KvCache(m.Config, 1, steps, ScalarType.Float32, m.Device);
+                for (int s = 0; s < steps; s++)
+                {
+                    using var ids = tensor(new[] { Token(r, s) }).unsqueeze(1);
+                    using var logits = m.Forward(ids, null, cache: cache, lastOnly: true);
+                    var alone = logits.data<float>().ToArray();
+                    for (int v = 0; v < vocab; v++)
+                        Assert.True(BitConverter.SingleToInt32Bits(alone[v]) == BitConverter.SingleToInt32Bits(batch[s][r * vocab + v]),
+                            $"{name} {dtypeName}: row {r} step {s} logit {v}: {alone[v]:R} alone, {batch[s][r * vocab + v]:R} in a batch of {rows}");
+                }
+            }
+        }
+        finally { set_num_threads(before); }
     }
 
     [Fact]
