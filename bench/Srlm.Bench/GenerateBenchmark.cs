@@ -101,6 +101,34 @@ public sealed class GenerateBenchmark : IBenchmark
             result["decode_tokens_per_s"] = Round(newTokens / kvSeconds);
             result["note"] = "compared runs are interleaved and each keeps its best time; on a shared machine absolute numbers vary with load";
 
+            // The decode kernel against libtorch's matrix products at the batch sizes the kernel takes (up to 32 rows):
+            // the same sampled decode with the kernel on and off, interleaved, best of the rounds.
+            log.WriteLine("decode kernel vs libtorch by rows...");
+            var byRows = new JsonObject();
+            foreach (int rows in quick ? new[] { 4, 16, 32 } : new[] { 4, 8, 16, 32 })
+            {
+                var reqs = Enumerable.Range(0, rows).Select(i => new GenerationRequest(prompt.Skip(i % 4).ToArray(), (ulong)i)).ToList();
+                double on = double.MaxValue, off = double.MaxValue;
+                try
+                {
+                    for (int round = 0; round < 2; round++)
+                    {
+                        model.UseDecodeKernel = true;
+                        on = Math.Min(on, BestOf(1, () => gen.Generate(reqs, sample, cancel)));
+                        model.UseDecodeKernel = false;
+                        off = Math.Min(off, BestOf(1, () => gen.Generate(reqs, sample, cancel)));
+                    }
+                }
+                finally { model.UseDecodeKernel = true; }
+                byRows[rows.ToString(System.Globalization.CultureInfo.InvariantCulture)] = new JsonObject
+                {
+                    ["kernel_tokens_per_s"] = Round(rows * batchTokens / on),
+                    ["libtorch_tokens_per_s"] = Round(rows * batchTokens / off),
+                    ["kernel_vs_libtorch"] = Round(off / on),
+                };
+            }
+            result["decode_kernel_vs_libtorch_by_rows"] = byRows;
+
             // Prefill: 8 prompts of 256 tokens, one forward.
             log.WriteLine("prefill...");
             using (var ids = randint(0, cfg.VocabSize, [8, 256], dtype: ScalarType.Int64))
