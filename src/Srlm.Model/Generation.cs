@@ -73,6 +73,11 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
     /// up to the order of floating-point sums. Null: every prompt is prefilled whole.</summary>
     public PrefixCache? Prefixes { get; init; }
 
+    /// <summary>Called on the generating thread with (request index, sample index, token id) for every token a sequence
+    /// gains, as it is drawn (never for the EOS or stop token that ends one), so a caller can stream text while the
+    /// batch goes on. It must be quick and must not throw: it runs between decode steps.</summary>
+    public Action<int, int, int>? OnToken { get; init; }
+
     /// <summary>Encodes prompts (with BOS when the tokenizer expects it) and generates one sample per seed.</summary>
     public IReadOnlyList<GeneratedSequence> Generate(IReadOnlyList<string> prompts, IReadOnlyList<ulong> seeds, SamplingOptions options, CancellationToken cancel = default)
     {
@@ -167,6 +172,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
                     int tok = (int)host[i];
                     if (options.StopAtEos && eos.Contains(tok)) { finished[i] = FinishReason.Eos; continue; }
                     generated[i].Add(tok);
+                    OnToken?.Invoke(rowRequest[i], rowSample[i], tok);
                     if (options.StopStrings.Count > 0)
                     {
                         var text = tokenizer.Decode(generated[i], skipSpecial: true);
@@ -267,7 +273,8 @@ public sealed class TextGenerator(LlamaForCausalLM model, ITokenizer tokenizer)
         }
     }
 
-    private static int FirstStop(string text, IReadOnlyList<string> stops)
+    /// <summary>Where the first of the stop strings starts in the text, or -1.</summary>
+    public static int FirstStop(string text, IReadOnlyList<string> stops)
     {
         int best = -1;
         foreach (var s in stops)

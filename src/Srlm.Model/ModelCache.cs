@@ -65,7 +65,7 @@ public sealed class ServedModel : IDisposable
     public int MaxBatchRows { get; init; } = 96;
 
     private sealed record PendingGeneration(IReadOnlyList<GenerationRequest> Requests, SamplingOptions Options, string Key,
-        TaskCompletionSource<IReadOnlyList<GeneratedSequence>> Done, CancellationToken Cancel)
+        TaskCompletionSource<IReadOnlyList<GeneratedSequence>> Done, CancellationToken Cancel, Action<int, int, int>? OnToken)
     {
         public int Rows => Requests.Sum(r => r.Seeds.Count);
     }
@@ -80,12 +80,15 @@ public sealed class ServedModel : IDisposable
     /// <summary>Generates on the model's thread. Calls that arrive from several threads while the model is busy
     /// (e.g. a judge replica working on several messages at once) are merged into one batched call when their
     /// sampling settings agree: every sequence has its own seeded stream, so its text does not depend on the
-    /// batch it runs in, and the model runs one batch instead of many small ones.</summary>
-    public Task<IReadOnlyList<GeneratedSequence>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, SamplingOptions options, CancellationToken cancel = default)
+    /// batch it runs in, and the model runs one batch instead of many small ones. <paramref name="onToken"/>, when
+    /// given, sees each of this call's tokens as it is drawn: (request index, sample index, token id) in this call's
+    /// numbering, on the model's thread, so it must only hand the token on (e.g. to a channel).</summary>
+    public Task<IReadOnlyList<GeneratedSequence>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, SamplingOptions options, CancellationToken cancel = default,
+        Action<int, int, int>? onToken = null)
     {
         options.Validate();
         if (requests.Count == 0) return Task.FromResult<IReadOnlyList<GeneratedSequence>>([]);
-        var pending = new PendingGeneration(requests, options, KeyOf(options), new TaskCompletionSource<IReadOnlyList<GeneratedSequence>>(TaskCreationOptions.RunContinuationsAsynchronously), cancel);
+        var pending = new PendingGeneration(requests, options, KeyOf(options), new TaskCompletionSource<IReadOnlyList<GeneratedSequence>>(TaskCreationOptions.RunContinuationsAsynchronously), cancel, onToken);
         lock (_pendingGate) _pending.Add(pending);
         // One drain per call: the first drain to run takes everything compatible that is waiting; later ones find less or nothing.
         Task drain;
@@ -137,7 +140,7 @@ public sealed class ServedModel : IDisposable
             var merged = batch.SelectMany(p => p.Requests).ToList();
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(batch.Count == 1 ? batch[0].Cancel : CancellationToken.None);
             Interlocked.Increment(ref _batches);
-            var generator = new TextGenerator(_model.Model, _model.Tokenizer) { Prefixes = _prefixes };
+            var generator = new TextGenerator(_model.Model, _model.Tokenizer) { Prefixes = _prefixes, OnToken = TokenRouter(batch) };
             IReadOnlyList<GeneratedSequence> results;
             try { results = generator.Generate(merged, batch[0].Options, cancel.Token); }
             finally { Interlocked.Add(ref _prefillTokens, generator.PrefillTokens); }
@@ -157,6 +160,25 @@ public sealed class ServedModel : IDisposable
         {
             foreach (var p in batch) p.Done.TrySetException(e);
         }
+    }
+
+    /// <summary>Routes a merged batch's tokens to the calls that asked to see them, in each call's own request
+    /// numbering; null when no call in the batch asked.</summary>
+    private static Action<int, int, int>? TokenRouter(List<PendingGeneration> batch)
+    {
+        if (batch.All(p => p.OnToken is null)) return null;
+        var owner = new List<(PendingGeneration Call, int Offset)>();
+        int offset = 0;
+        foreach (var p in batch)
+        {
+            for (int r = 0; r < p.Requests.Count; r++) owner.Add((p, offset));
+            offset += p.Requests.Count;
+        }
+        return (request, sample, token) =>
+        {
+            var (call, from) = owner[request];
+            call.OnToken?.Invoke(request - from, sample, token);
+        };
     }
 
     public Task<IReadOnlyList<SequenceLogProb>> LogProbsAsync(IReadOnlyList<(IReadOnlyList<int> Prompt, IReadOnlyList<int> Completion)> pairs, int batchSize = 8, CancellationToken cancel = default) =>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Threading.Channels;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -137,42 +138,32 @@ public sealed class OpenAiServer : IAsyncDisposable
             admitted = true;
             var sw = Stopwatch.StartNew();
             Log($"{id}: {(chat ? "chat" : "completion")} {request.Prompts.Count} prompt(s) x n={request.N}, {request.Prompts.Sum(p => p.Count)} prompt tokens, max_tokens {request.Options.MaxNewTokens}, temperature {request.Options.Temperature.ToString(CultureInfo.InvariantCulture)}, seed {request.Seed}{(request.Stream ? ", stream" : "")}");
-            var generation = _model.GenerateAsync(request.Generation, request.Options, ctx.RequestAborted);
-            while (await Task.WhenAny(generation, Task.Delay(_options.ProgressEvery, ctx.RequestAborted)) != generation)
+            if (request.Stream)
             {
-                ctx.RequestAborted.ThrowIfCancellationRequested();
-                Log($"{id}: still generating after {sw.Elapsed.TotalSeconds:F0} s ({_model.Executor.Pending} model calls queued)");
+                await Stream(ctx, id, chat, request, sw);
+                return;
             }
+            var generation = _model.GenerateAsync(request.Generation, request.Options, ctx.RequestAborted);
+            await LogWhileGenerating(generation, id, sw, ctx.RequestAborted);
             var results = await generation;
-            int completionTokens = results.Sum(r => r.TokenIds.Length);
-            Log($"{id}: done in {sw.ElapsedMilliseconds} ms, {completionTokens} tokens, finish {string.Join(',', results.Select(r => FinishReasonText(r.FinishReason)).Distinct())}");
-            var usage = new JsonObject
-            {
-                ["prompt_tokens"] = request.Prompts.Sum(p => p.Count),
-                ["completion_tokens"] = completionTokens,
-                ["total_tokens"] = request.Prompts.Sum(p => p.Count) + completionTokens,
-            };
+            var usage = Usage(request, results, id, sw);
             var ordered = results.OrderBy(r => r.RequestIndex).ThenBy(r => r.SampleIndex).ToList();
             long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-            if (request.Stream) await Stream(ctx, id, created, chat, ordered, request, usage);
-            else
+            var choices = new JsonArray();
+            foreach (var r in ordered)
             {
-                var choices = new JsonArray();
-                foreach (var r in ordered)
-                {
-                    int index = r.RequestIndex * request.N + r.SampleIndex;
-                    choices.Add(chat
-                        ? new JsonObject { ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text }, ["logprobs"] = null, ["finish_reason"] = FinishReasonText(r.FinishReason) }
-                        : new JsonObject { ["index"] = index, ["text"] = r.Text, ["logprobs"] = null, ["finish_reason"] = FinishReasonText(r.FinishReason) });
-                }
-                var response = new JsonObject
-                {
-                    ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = ModelName,
-                    ["choices"] = choices, ["usage"] = usage,
-                };
-                ctx.Response.ContentType = "application/json";
-                await ctx.Response.WriteAsync(response.ToJsonString(), ctx.RequestAborted);
+                int index = r.RequestIndex * request.N + r.SampleIndex;
+                choices.Add(chat
+                    ? new JsonObject { ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = r.Text }, ["logprobs"] = null, ["finish_reason"] = FinishReasonText(r.FinishReason) }
+                    : new JsonObject { ["index"] = index, ["text"] = r.Text, ["logprobs"] = null, ["finish_reason"] = FinishReasonText(r.FinishReason) });
             }
+            var response = new JsonObject
+            {
+                ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = created, ["model"] = ModelName,
+                ["choices"] = choices, ["usage"] = usage,
+            };
+            ctx.Response.ContentType = "application/json";
+            await ctx.Response.WriteAsync(response.ToJsonString(), ctx.RequestAborted);
         }
         catch (ApiError e)
         {
@@ -202,18 +193,51 @@ public sealed class OpenAiServer : IAsyncDisposable
         await ctx.Response.WriteAsync(e.ToJson().ToJsonString());
     }
 
-    /// <summary>Server-sent events: one chunk per decoded token piece of each choice, then its finish_reason, the
-    /// usage chunk when stream_options.include_usage asks for it, and [DONE]. The text is sent once generation of
-    /// the request's batch has finished (the generator has no per-token callback yet); the pieces concatenate to
-    /// exactly the non-streamed text.</summary>
-    private async Task Stream(HttpContext ctx, string id, long created, bool chat, List<GeneratedSequence> results, ParsedRequest request, JsonObject usage)
+    /// <summary>Logs every <see cref="ServeOptions.ProgressEvery"/> while a generation runs; returns when it ends.</summary>
+    private async Task LogWhileGenerating(Task generation, string id, Stopwatch sw, CancellationToken abort)
     {
+        while (await Task.WhenAny(generation, Task.Delay(_options.ProgressEvery, abort)) != generation)
+        {
+            abort.ThrowIfCancellationRequested();
+            Log($"{id}: still generating after {sw.Elapsed.TotalSeconds:F0} s ({_model.Executor.Pending} model calls queued)");
+        }
+    }
+
+    /// <summary>The usage object of a finished request, and its log line.</summary>
+    private JsonObject Usage(ParsedRequest request, IReadOnlyList<GeneratedSequence> results, string id, Stopwatch sw)
+    {
+        int promptTokens = request.Prompts.Sum(p => p.Count);
+        int completionTokens = results.Sum(r => r.TokenIds.Length);
+        Log($"{id}: done in {sw.ElapsedMilliseconds} ms, {completionTokens} tokens, finish {string.Join(',', results.Select(r => FinishReasonText(r.FinishReason)).Distinct())}");
+        return new JsonObject
+        {
+            ["prompt_tokens"] = promptTokens,
+            ["completion_tokens"] = completionTokens,
+            ["total_tokens"] = promptTokens + completionTokens,
+        };
+    }
+
+    /// <summary>Server-sent events while the batch generates: each choice's text goes out as its tokens are drawn
+    /// (chat sends the role first), then each choice's finish_reason, the usage chunk when
+    /// stream_options.include_usage asks for it, and [DONE]. Text the decoder has not settled (a partly drawn
+    /// multi-byte character) and any tail that could still become a stop string are held back until they settle,
+    /// so a stop string is never sent and the pieces concatenate to exactly the non-streamed text.</summary>
+    private async Task Stream(HttpContext ctx, string id, bool chat, ParsedRequest request, Stopwatch sw)
+    {
+        var drawn = Channel.CreateUnbounded<(int Request, int Sample, int Token)>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var generation = _model.GenerateAsync(request.Generation, request.Options, ctx.RequestAborted,
+            (r, s, t) => drawn.Writer.TryWrite((r, s, t)));
+        // Every token is written before the generation's task completes, so completing the channel here loses none.
+        _ = generation.ContinueWith(_ => drawn.Writer.TryComplete(), TaskScheduler.Default);
+        var progress = LogWhileGenerating(generation, id, sw, ctx.RequestAborted);
+
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         ctx.Response.ContentType = "text/event-stream";
         ctx.Response.Headers.CacheControl = "no-cache";
-        async Task Send(JsonNode data)
+        async Task Send(JsonNode data, bool flush = true)
         {
             await ctx.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", ctx.RequestAborted);
-            await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+            if (flush) await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
         }
         JsonObject Chunk(int index, string? delta, string? finish, bool first) => chat
             ? new JsonObject
@@ -231,34 +255,92 @@ public sealed class OpenAiServer : IAsyncDisposable
                 ["id"] = id, ["object"] = "text_completion", ["created"] = created, ["model"] = ModelName,
                 ["choices"] = new JsonArray(new JsonObject { ["index"] = index, ["text"] = delta ?? "", ["logprobs"] = null, ["finish_reason"] = finish }),
             };
-        foreach (var r in results)
+
+        var choices = Enumerable.Range(0, request.Prompts.Count * request.N).Select(_ => new StreamedChoice()).ToArray();
+        if (chat)
+        {
+            for (int c = 0; c < choices.Length; c++) await Send(Chunk(c, null, null, first: true), flush: c == choices.Length - 1);
+        }
+        else await ctx.Response.Body.FlushAsync(ctx.RequestAborted); // headers out now: the client knows it was accepted
+        var changed = new SortedSet<int>();
+        while (await drawn.Reader.WaitToReadAsync(ctx.RequestAborted))
+        {
+            while (drawn.Reader.TryRead(out var t))
+            {
+                int c = t.Request * request.N + t.Sample;
+                choices[c].Tokens.Add(t.Token);
+                changed.Add(c);
+            }
+            foreach (var c in changed)
+            {
+                var piece = choices[c].Settled(_model.Tokenizer, request.Options.StopStrings);
+                if (piece.Length > 0) await Send(Chunk(c, piece, null, first: false), flush: false);
+            }
+            if (changed.Count > 0) await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+            changed.Clear();
+        }
+
+        IReadOnlyList<GeneratedSequence> results;
+        try
+        {
+            await progress;
+            results = await generation;
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The response has started, so the failure goes out as an error event in place of [DONE].
+            Log($"{id}: 500 {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+            await Send(new ApiError(500, $"generation failed: {e.Message.Split('\n')[0]}", type: "server_error").ToJson());
+            return;
+        }
+        var usage = Usage(request, results, id, sw);
+        foreach (var r in results.OrderBy(r => r.RequestIndex).ThenBy(r => r.SampleIndex))
         {
             int index = r.RequestIndex * request.N + r.SampleIndex;
-            if (chat) await Send(Chunk(index, null, null, first: true));
-            foreach (var piece in Pieces(r)) await Send(Chunk(index, piece, null, first: false));
-            await Send(Chunk(index, null, FinishReasonText(r.FinishReason), first: false));
+            var sent = choices[index].Sent;
+            if (r.Text.StartsWith(sent, StringComparison.Ordinal))
+            {
+                if (r.Text.Length > sent.Length) await Send(Chunk(index, r.Text[sent.Length..], null, first: false), flush: false);
+            }
+            else Log($"{id}: choice {index}: the streamed text is not a prefix of the final text (the tokenizer's decoding changed earlier text)");
+            await Send(Chunk(index, null, FinishReasonText(r.FinishReason), first: false), flush: false);
         }
         if (request.IncludeUsage)
-            await Send(new JsonObject { ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : "text_completion", ["created"] = created, ["model"] = ModelName, ["choices"] = new JsonArray(), ["usage"] = usage });
+            await Send(new JsonObject { ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : "text_completion", ["created"] = created, ["model"] = ModelName, ["choices"] = new JsonArray(), ["usage"] = usage }, flush: false);
         await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted);
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
     }
 
-    /// <summary>The text split where decoding token by token grows it; anything the decoder only settles later
-    /// (multi-byte characters, a cut stop string) comes in the last piece.</summary>
-    private IEnumerable<string> Pieces(GeneratedSequence r)
+    /// <summary>One streamed choice: the tokens drawn so far and the text already sent.</summary>
+    private sealed class StreamedChoice
     {
-        var sent = "";
-        for (int k = 1; k <= r.TokenIds.Length; k++)
+        public List<int> Tokens { get; } = [];
+        public string Sent { get; private set; } = "";
+        private bool _stopped;
+
+        /// <summary>The text that can be sent now and was not yet: the decoded tokens up to a stop string, less a
+        /// trailing unsettled character and less any tail that a later token could turn into a stop string.</summary>
+        public string Settled(Srlm.Model.Tokenization.ITokenizer tokenizer, IReadOnlyList<string> stops)
         {
-            var prefix = _model.Tokenizer.Decode(r.TokenIds.Take(k));
-            if (prefix.Length > sent.Length && prefix.StartsWith(sent, StringComparison.Ordinal) && r.Text.StartsWith(prefix, StringComparison.Ordinal) && !prefix.EndsWith('\uFFFD'))
+            if (_stopped) return "";
+            var text = tokenizer.Decode(Tokens);
+            int end = text.Length;
+            int cut = TextGenerator.FirstStop(text, stops);
+            if (cut >= 0) { end = cut; _stopped = true; }
+            else
             {
-                yield return prefix[sent.Length..];
-                sent = prefix;
+                while (end > 0 && text[end - 1] == '\uFFFD') end--;
+                int hold = 0; // the longest tail that is the start of a stop string
+                foreach (var stop in stops)
+                    for (int k = Math.Min(stop.Length - 1, end); k > hold; k--)
+                        if (string.CompareOrdinal(text, end - k, stop, 0, k) == 0) { hold = k; break; }
+                end -= hold;
             }
+            if (end <= Sent.Length || !text.StartsWith(Sent, StringComparison.Ordinal)) return "";
+            var piece = text[Sent.Length..end];
+            Sent = text[..end];
+            return piece;
         }
-        if (r.Text.Length > sent.Length && r.Text.StartsWith(sent, StringComparison.Ordinal)) yield return r.Text[sent.Length..];
     }
 
     private sealed record ParsedRequest(List<IReadOnlyList<int>> Prompts, int N, ulong Seed, SamplingOptions Options, bool Stream, bool IncludeUsage)
@@ -287,6 +369,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (maxTokens is < 1) throw new ApiError(400, $"'{maxField}' must be at least 1, got {maxTokens}", maxField);
         ulong seed = Integer(body, "seed") is { } s ? unchecked((ulong)s) : (ulong)Random.Shared.NextInt64();
         bool stream = Bool(body, "stream") ?? false;
+        bool ignoreEos = Bool(body, "ignore_eos") ?? false; // vLLM's extension: run to max_tokens (benchmarks)
         bool includeUsage = false;
         if (body["stream_options"] is { } so && so.GetValueKind() != JsonValueKind.Null)
         {
@@ -354,7 +437,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         var options = new SamplingOptions
         {
             MaxNewTokens = maxNew, Temperature = temperature, TopP = topP, TopK = model.Generation.TopK,
-            StopStrings = stops, StopTokenIds = stopIds,
+            StopStrings = stops, StopTokenIds = stopIds, StopAtEos = !ignoreEos,
         };
         return new ParsedRequest(prompts, n, seed, options, stream, includeUsage);
     }

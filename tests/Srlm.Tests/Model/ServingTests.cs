@@ -49,7 +49,10 @@ public class ServingTests
         // Hold the model thread so that every call below is waiting when it is released.
         var gate = new ManualResetEventSlim();
         var blocker = served.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
-        var calls = prompts.Select((p, i) => served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode(p, addBos: true), [(ulong)i, (ulong)i + 100])], sampled)).ToList();
+        // Each call watches its own tokens as they are drawn (calls 0 and 2), in its own numbering; the others do not.
+        var seen = prompts.Select(_ => new List<(int Request, int Sample, int Token)>()).ToArray();
+        var calls = prompts.Select((p, i) => served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode(p, addBos: true), [(ulong)i, (ulong)i + 100])], sampled,
+            onToken: i % 2 == 0 ? (r, s, t) => seen[i].Add((r, s, t)) : null)).ToList();
         var other = served.GenerateAsync([new GenerationRequest(served.Tokenizer.Encode("hello", addBos: true), 7UL)], greedy);
         gate.Set();
         await blocker;
@@ -62,6 +65,10 @@ public class ServingTests
             Assert.Equal([0, 1], merged[i].Select(g => g.SampleIndex));
             Assert.All(merged[i], g => Assert.Equal(0, g.RequestIndex));
             Assert.Equal(alone[i], merged[i].SelectMany(g => g.TokenIds.Append(-1)).ToArray());
+            if (i % 2 == 1) { Assert.Empty(seen[i]); continue; }
+            Assert.All(seen[i], x => Assert.Equal(0, x.Request));
+            foreach (var g in merged[i])
+                Assert.Equal(g.TokenIds, seen[i].Where(x => x.Sample == g.SampleIndex).Select(x => x.Token).ToArray());
         }
     }
 

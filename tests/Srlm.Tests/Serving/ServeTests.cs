@@ -140,6 +140,48 @@ public class ServeTests(ServeFixture f) : IClassFixture<ServeFixture>
         var chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.Equal(full, string.Concat(chunks.SelectMany(c => c["choices"]!.AsArray()).Select(c => c!["text"]!.GetValue<string>())));
         Assert.NotNull(chunks[^1]["usage"]);
+
+        // streamed with the stop string: the pieces hold back what could become the stop string, so it is never sent
+        response = await f.Http.PostAsync(f.Server.Address + "/v1/completions", new StringContent($$"""{"prompt":"hello there","temperature":0,"max_tokens":20,"stop":["{{stop}}"],"stream":true}""", Encoding.UTF8, "application/json"));
+        events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        chunks = events[..^1].Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+        Assert.Equal(cut, string.Concat(chunks.SelectMany(c => c["choices"]!.AsArray()).Select(c => c!["text"]!.GetValue<string>())));
+        Assert.Equal("stop", chunks[^1]["choices"]![0]!["finish_reason"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Streaming_sends_text_while_the_batch_is_still_generating()
+    {
+        // ignore_eos keeps the batch drawing to max_tokens: long enough that text sent as it is drawn arrives well
+        // before the end, where text sent once the batch is done would arrive only at the end.
+        const string request = """{"prompt":"hello there","temperature":0.8,"seed":9,"max_tokens":800,"ignore_eos":true""";
+        var (_, whole, _) = await f.Post("/v1/completions", request + "}");
+        Assert.Equal(800, whole["usage"]!["completion_tokens"]!.GetValue<int>());
+
+        var sw = Stopwatch.StartNew();
+        using var message = new HttpRequestMessage(HttpMethod.Post, f.Server.Address + "/v1/completions")
+        {
+            Content = new StringContent(request + ",\"stream\":true}", Encoding.UTF8, "application/json"),
+        };
+        using var response = await f.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        double? firstText = null, done = null;
+        int pieces = 0;
+        var text = new StringBuilder();
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+            if (line == "data: [DONE]") { done = sw.Elapsed.TotalMilliseconds; break; }
+            var piece = JsonNode.Parse(line["data: ".Length..])!["choices"]![0]!["text"]!.GetValue<string>();
+            if (piece.Length == 0) continue;
+            firstText ??= sw.Elapsed.TotalMilliseconds;
+            pieces++;
+            text.Append(piece);
+        }
+        Assert.NotNull(done);
+        Assert.Equal(whole["choices"]![0]!["text"]!.GetValue<string>(), text.ToString());
+        Assert.True(pieces > 10, $"expected the text in many pieces, got {pieces}");
+        Assert.True(firstText < done / 2, $"the first text arrived after {firstText:F0} ms of {done:F0} ms: not sent while the batch was generating");
     }
 
     [Fact]
