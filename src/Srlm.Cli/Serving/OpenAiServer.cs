@@ -56,6 +56,9 @@ public sealed class OpenAiServer : IAsyncDisposable
     private int _admitted;
     private long _requestCounter;
 
+    /// <summary>JSON as clients read it: text (non-ASCII, quotes, angle brackets) written as itself, not \u-escaped.</summary>
+    private static readonly JsonSerializerOptions Wire = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public string ModelName { get; }
     /// <summary>http://host:port once started.</summary>
     public string Address { get; private set; } = "";
@@ -81,12 +84,12 @@ public sealed class OpenAiServer : IAsyncDisposable
             }
             await next(ctx);
         });
-        _app.MapGet("/health", () => Results.Text(new JsonObject { ["status"] = "ok", ["model"] = ModelName }.ToJsonString(), "application/json"));
+        _app.MapGet("/health", () => Results.Text(new JsonObject { ["status"] = "ok", ["model"] = ModelName }.ToJsonString(Wire), "application/json"));
         _app.MapGet("/v1/models", () => Results.Text(new JsonObject
         {
             ["object"] = "list",
             ["data"] = new JsonArray(new JsonObject { ["id"] = ModelName, ["object"] = "model", ["created"] = 0, ["owned_by"] = "srlm" }),
-        }.ToJsonString(), "application/json"));
+        }.ToJsonString(Wire), "application/json"));
         _app.MapPost("/v1/chat/completions", ctx => Handle(ctx, chat: true));
         _app.MapPost("/v1/completions", ctx => Handle(ctx, chat: false));
     }
@@ -163,7 +166,7 @@ public sealed class OpenAiServer : IAsyncDisposable
                 ["choices"] = choices, ["usage"] = usage,
             };
             ctx.Response.ContentType = "application/json";
-            await ctx.Response.WriteAsync(response.ToJsonString(), ctx.RequestAborted);
+            await ctx.Response.WriteAsync(response.ToJsonString(Wire), ctx.RequestAborted);
         }
         catch (ApiError e)
         {
@@ -190,7 +193,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (ctx.Response.HasStarted) return;
         ctx.Response.StatusCode = e.Status;
         ctx.Response.ContentType = "application/json";
-        await ctx.Response.WriteAsync(e.ToJson().ToJsonString());
+        await ctx.Response.WriteAsync(e.ToJson().ToJsonString(Wire));
     }
 
     /// <summary>Logs every <see cref="ServeOptions.ProgressEvery"/> while a generation runs; returns when it ends.</summary>
@@ -236,7 +239,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         ctx.Response.Headers.CacheControl = "no-cache";
         async Task Send(JsonNode data, bool flush = true)
         {
-            await ctx.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", ctx.RequestAborted);
+            await ctx.Response.WriteAsync("data: " + data.ToJsonString(Wire) + "\n\n", ctx.RequestAborted);
             if (flush) await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
         }
         JsonObject Chunk(int index, string? delta, string? finish, bool first) => chat

@@ -185,6 +185,39 @@ public class ServeTests(ServeFixture f) : IClassFixture<ServeFixture>
     }
 
     [Fact]
+    public async Task Completions_through_the_official_clients_pipeline()
+    {
+        // OpenAI's .NET library (2.15) keeps its completions client internal (OpenAI.LegacyCompletions), so the request
+        // goes through the library's own public pipeline: its key policy, user agent and error mapping, on its transport.
+        var chat = f.Client("a-key").GetChatClient(ServeFixture.Name);
+        async Task<ClientResult> Send(string body)
+        {
+            using var message = chat.Pipeline.CreateMessage();
+            message.Request.Method = "POST";
+            message.Request.Uri = new Uri(f.Server.Address + "/v1/completions");
+            message.Request.Headers.Set("Content-Type", "application/json");
+            message.Request.Content = BinaryContent.Create(BinaryData.FromString(body));
+            message.Apply(new RequestOptions());
+            await chat.Pipeline.SendAsync(message);
+            if (message.Response!.IsError) throw new ClientResultException(message.Response);
+            return ClientResult.FromResponse(message.ExtractResponse()!);
+        }
+        var result = await Send("""{"model":"m-test","prompt":["hello","abc"],"n":2,"temperature":0.8,"max_tokens":10,"seed":3}""");
+        var body = (JsonNode.Parse(result.GetRawResponse().Content.ToString()) as JsonObject)!;
+        Assert.Equal("text_completion", body["object"]!.GetValue<string>());
+        Assert.Equal(new[] { 0, 1, 2, 3 }, body["choices"]!.AsArray().Select(c => c!["index"]!.GetValue<int>()));
+
+        // the same request over plain HTTP gives the same texts (same seed)
+        var (_, plain, _) = await f.Post("/v1/completions", """{"model":"m-test","prompt":["hello","abc"],"n":2,"temperature":0.8,"max_tokens":10,"seed":3}""");
+        Assert.Equal(plain["choices"]!.AsArray().Select(c => c!["text"]!.GetValue<string>()), body["choices"]!.AsArray().Select(c => c!["text"]!.GetValue<string>()));
+
+        // a bad request reaches the client as its ClientResultException with the server's status and error object
+        var e = await Assert.ThrowsAsync<ClientResultException>(() => Send("""{"prompt":"hello","n":99}"""));
+        Assert.Equal(400, e.Status);
+        Assert.Contains("'n' must be between 1 and 16", e.GetRawResponse()!.Content.ToString()); // written as itself, not \u0027
+    }
+
+    [Fact]
     public async Task Models_and_health()
     {
         var models = f.Client().GetOpenAIModelClient();
