@@ -5,6 +5,7 @@ using Srlm.Model.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
+// Over 300 lines on purpose: one benchmark: its models, the machine's peak measurements, each mode and the JSON.
 namespace Srlm.Bench;
 
 /// <summary>Generation speed on fixed random-weight models, with the machine's matmul peak and memory bandwidth

@@ -11,6 +11,7 @@ using Srlm.Messaging.Health;
 using Srlm.Storage;
 using Srlm.Storage.Sqlite;
 
+// Over 300 lines on purpose: one benchmark: its broker, replicas, workload, measurement and JSON.
 namespace Srlm.Bench;
 
 /// <summary>What the pipeline itself costs per judgement: JudgeCandidate messages through a private RabbitMQ node (the

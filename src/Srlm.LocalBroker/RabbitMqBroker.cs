@@ -177,18 +177,13 @@ public sealed class PrivateRabbitMqNode : RabbitMqBroker
     /// <summary>Runs rabbitmqctl against this node with its cookie and epmd port.</summary>
     public async Task<(int ExitCode, string Output)> CtlAsync(TimeSpan timeout, params string[] args)
     {
-        var psi = new ProcessStartInfo(CtlPath) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(CtlPath);
         psi.ArgumentList.Add("-n");
         psi.ArgumentList.Add(NodeName);
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in _env) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        try { await p.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); return (-1, "rabbitmqctl timed out"); }
-        return (p.ExitCode, await stdout + await stderr);
+        var r = await BoundedProcess.RunAsync(psi, timeout);
+        return r.TimedOut ? (-1, "rabbitmqctl timed out") : (r.ExitCode, r.StandardOutput + r.StandardError);
     }
 
     /// <summary>Stops the node (rabbitmqctl stop, then kill if it lingers). Data stays for StartAgainAsync.</summary>

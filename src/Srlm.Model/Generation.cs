@@ -4,6 +4,7 @@ using Srlm.Model.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
+// Over 300 lines on purpose: sampling options, the generator's prefill, decode loop and sampling: the one decode path, read top to bottom.
 namespace Srlm.Model;
 
 /// <summary>How to sample. Temperature 0 is greedy. TopK 0 and TopP 1 switch those filters off.</summary>

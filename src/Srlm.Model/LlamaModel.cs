@@ -7,6 +7,7 @@ using F = TorchSharp.torch.nn.functional;
 // model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight.
 #pragma warning disable IDE1006 // naming: fields are checkpoint keys
 
+// Over 300 lines on purpose: the whole transformer (attention, MLP, norms, layers, head) laid out as Hugging Face's modeling code is, so its checkpoint keys map one to one.
 namespace Srlm.Model;
 
 /// <summary>y = x / sqrt(mean(x^2) + eps) * weight, statistics in float32, y in the weight's dtype.</summary>

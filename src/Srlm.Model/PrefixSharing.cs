@@ -1,5 +1,6 @@
 using static TorchSharp.torch;
 
+// Over 300 lines on purpose: the kept-prefix cache and the shared prefill that fills and reads it.
 namespace Srlm.Model;
 
 /// <summary>Keys and values of token prefixes already run through one loaded model, kept between generation calls

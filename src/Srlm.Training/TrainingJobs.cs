@@ -6,6 +6,7 @@ using Srlm.Model;
 using Srlm.Model.Tokenization;
 using TorchSharp;
 
+// Over 300 lines on purpose: the two job records, their metadata and the job runner both trainers share.
 namespace Srlm.Training;
 
 /// <summary>A preference pair as text. When the pipeline already stored the reference log-probs with the

@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: the whole run spec, one record per section in the order docs/run-spec.md describes them.
 namespace Srlm.Contracts.Spec;
 
 // The run spec: everything about a run's behaviour (docs/run-spec.md). Infrastructure (bus, store,

@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: one recursive-descent parser for jinja2's grammar, its precedence levels read top to bottom.
 namespace Srlm.Model.ChatTemplates;
 
 /// <summary>Builds the syntax tree with jinja2's grammar and operator precedence, and refuses every construct the

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+// Over 300 lines on purpose: Python's value semantics (truthiness, equality, ordering, str and repr) that the interpreter and the built-ins share.
 namespace Srlm.Model.ChatTemplates;
 
 // Runtime values follow Python's types: null = None, bool, long = int, double = float, string = str,

@@ -53,20 +53,15 @@ public static class PublishedServices
                   </Target>
                 </Project>
                 """);
-            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = root };
             foreach (var a in new[] { "msbuild", traversal, "-t:Publish", "-m:2", "-nologo", "-v:q", "-clp:ErrorsOnly", "-nodeReuse:false" }) psi.ArgumentList.Add(a);
             psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
             psi.Environment["DOTNET_NOLOGO"] = "1";
             var sw = Stopwatch.StartNew();
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-            try { await p.WaitForExitAsync(cts.Token); }
-            catch (OperationCanceledException) { p.Kill(entireProcessTree: true); throw new TimeoutException("publishing the services took over 5 minutes"); }
-            var output = (await stdout + await stderr).Trim();
-            if (p.ExitCode != 0)
-                throw new InvalidOperationException($"publishing the services (NoBuild: build Pipeline.sln -c {ServiceBinaries.Configuration} first) failed with {p.ExitCode}:\n{output}");
+            var r = await Srlm.LocalBroker.BoundedProcess.RunAsync(psi, TimeSpan.FromMinutes(5));
+            if (r.TimedOut) throw new TimeoutException("publishing the services took over 5 minutes");
+            if (r.ExitCode != 0)
+                throw new InvalidOperationException($"publishing the services (NoBuild: build Pipeline.sln -c {ServiceBinaries.Configuration} first) failed with {r.ExitCode}:\n{r.Output}");
             foreach (var dll in ServiceBinaries.Services.Select(HostDll).Append(CliDll))
                 if (!File.Exists(dll)) throw new FileNotFoundException($"publish left no {dll}");
             Elapsed = sw.Elapsed;

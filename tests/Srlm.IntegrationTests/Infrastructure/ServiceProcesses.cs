@@ -215,17 +215,12 @@ public sealed class ServiceHarness : IAsyncDisposable
     /// <summary>Runs the srlm CLI once with the harness environment; returns exit code and output.</summary>
     public async Task<(int ExitCode, string Output)> CliAsync(TimeSpan timeout, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo("dotnet");
         psi.ArgumentList.Add(CliDll ?? ServiceBinaries.CliDll());
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in Environment) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        try { await p.WaitForExitAsync(cts.Token); }
-        catch (OperationCanceledException) { p.Kill(entireProcessTree: true); return (-1, $"srlm {string.Join(' ', args)} timed out after {timeout}"); }
-        return (p.ExitCode, (await stdout + await stderr).Trim());
+        var r = await Srlm.LocalBroker.BoundedProcess.RunAsync(psi, timeout);
+        return r.TimedOut ? (-1, $"srlm {string.Join(' ', args)} timed out after {timeout}") : (r.ExitCode, r.Output);
     }
 
     /// <summary>Polls until the condition holds or the timeout passes; the message says what was awaited.</summary>

@@ -4,7 +4,9 @@ using Srlm.Cli.Pipeline;
 using Srlm.Contracts.Spec;
 using Srlm.Storage;
 
-namespace Srlm.Tests.Messaging;
+using Srlm.Tests.Messaging;
+
+namespace Srlm.Tests.Cli;
 
 /// <summary>`srlm start` / `srlm run` upload: a file the store refuses is a one-line error naming the spec field.</summary>
 public sealed class RunUploadTests : IAsyncLifetime

@@ -4,7 +4,9 @@ using Srlm.Cli.Pipeline;
 using Srlm.Contracts.Spec;
 using Srlm.Storage;
 
-namespace Srlm.Tests.Messaging;
+using Srlm.Tests.Messaging;
+
+namespace Srlm.Tests.Cli;
 
 /// <summary>Issue 20: token limits sized for a real instruct model, and a spec whose prompts plus a limit cannot fit
 /// the starting model's context refused at submission with one line naming the field (never cut at run time).</summary>
