@@ -18,6 +18,27 @@ public sealed class JudgeBenchmark : IBenchmark
     public string Summary => "judge prefix reuse: judgements/s and prefill tokens with shared rubric/instruction prefixes vs without, texts compared";
     public IReadOnlyList<string> Options => ["--quick", "--rounds"];
 
+    /// <summary>For each text of <paramref name="a"/> that differs from the same text of <paramref name="b"/>, the
+    /// index of its first differing token.</summary>
+    private static List<int> Differences(List<int[]> a, List<int[]> b)
+    {
+        var at = new List<int>();
+        for (int i = 0; i < Math.Min(a.Count, b.Count); i++)
+        {
+            int n = Math.Min(a[i].Length, b[i].Length), j = 0;
+            while (j < n && a[i][j] == b[i][j]) j++;
+            if (j < n || a[i].Length != b[i].Length) at.Add(j);
+        }
+        return at;
+    }
+
+    private static JsonNode? Positions(List<int> at)
+    {
+        if (at.Count == 0) return null;
+        var sorted = at.Order().ToList();
+        return new JsonObject { ["min"] = sorted[0], ["median"] = sorted[sorted.Count / 2], ["max"] = sorted[^1] };
+    }
+
     private sealed record Workload(int RubricTokens, int InstructionTokens, int ResponseTokens, int TailTokens, int JudgeTokens, int N, int K, int Prompts, int MaxBatch);
 
     public async Task<JsonObject> RunAsync(BenchmarkContext ctx, CancellationToken cancel)
@@ -57,14 +78,15 @@ public sealed class JudgeBenchmark : IBenchmark
         // One side: the judgements in calls of MaxBatch, as a judge replica batches its messages. A fresh side each
         // round would forget the rubric; the judge service keeps its model loaded, so the kept prefixes stay (the
         // first call of the first round computes the rubric, later ones reuse it).
-        async Task<(double Seconds, long Prefill, List<int[]> Texts)> Side(ServedModel m, int calls = int.MaxValue)
+        async Task<(double Seconds, long Prefill, List<int[]> Texts)> Side(ServedModel m, int calls = int.MaxValue, int? maxBatch = null)
         {
+            int size = maxBatch ?? w.MaxBatch;
             long before = m.PrefillTokens;
             var texts = new List<int[]>();
             var clock = Stopwatch.StartNew();
-            for (int i = 0; i < requests.Count && i / w.MaxBatch < calls; i += w.MaxBatch)
+            for (int i = 0; i < requests.Count && i / size < calls; i += size)
             {
-                var batch = requests.Skip(i).Take(w.MaxBatch).ToList();
+                var batch = requests.Skip(i).Take(size).ToList();
                 var got = await m.GenerateAsync(batch, options, cancel);
                 texts.AddRange(got.OrderBy(g => g.RequestIndex).ThenBy(g => g.SampleIndex).Select(g => g.TokenIds));
             }
@@ -84,6 +106,12 @@ public sealed class JudgeBenchmark : IBenchmark
             reuseRuns.Add(await Side(reuse));
             log.WriteLine($"  baseline {baseRuns[^1].Seconds:F2} s, reuse {reuseRuns[^1].Seconds:F2} s");
         }
+        // Whether a text depends on what it is batched with at all: the baseline again, one judgement per call.
+        log.WriteLine("baseline, one judgement per call (does batching alone change a text?)...");
+        var alone = await Side(baseline, maxBatch: 1);
+        var reuseParts = Differences(reuseRuns[0].Texts, baseRuns[0].Texts);
+        var aloneParts = Differences(alone.Texts, baseRuns[0].Texts);
+        log.WriteLine($"  texts differing from the baseline: with reuse {reuseParts.Count} of {baseRuns[0].Texts.Count}; one judgement per call {aloneParts.Count}");
         double baseSeconds = baseRuns.Min(x => x.Seconds), reuseSeconds = reuseRuns.Min(x => x.Seconds);
         long basePrefill = baseRuns[0].Prefill, reusePrefill = reuseRuns[0].Prefill;
         bool identical = baseRuns.Concat(reuseRuns).All(run => run.Texts.Count == baseRuns[0].Texts.Count
@@ -117,6 +145,12 @@ public sealed class JudgeBenchmark : IBenchmark
             ["judge_prefix_reuse_speedup"] = Math.Round(baseSeconds / reuseSeconds, 3),
             ["prefill_tokens_computed_fraction"] = Math.Round((double)reusePrefill / basePrefill, 4),
             ["texts_identical"] = identical,
+            ["texts_compared"] = baseRuns[0].Texts.Count,
+            ["texts_differing_with_reuse"] = reuseParts.Count,
+            ["first_differing_token_with_reuse"] = Positions(reuseParts),
+            ["texts_differing_one_judgement_per_call"] = aloneParts.Count,
+            ["first_differing_token_one_judgement_per_call"] = Positions(aloneParts),
+            ["note_differences"] = "a text is one (judgement, sample) token sequence; a differing one is counted against the first baseline round, with the index of its first differing token (min, median, max). one_judgement_per_call: the baseline itself with calls of one judgement instead of max_batch, so what batching alone changes, without any prefix reuse.",
             ["note"] = "baseline: ServedModel with prefix sharing off (K samples of a judgement share one prefill); reuse: the judge's default ServedModel (shared prefixes run once per batch, kept between calls). Prefill tokens of the first timed round (the rubric is already kept from the warm-up, as in a judge replica that has judged before). Sides alternate; best time of each.",
         };
     }

@@ -287,6 +287,54 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
     }
 
     [SkippableFact]
+    public async Task Judge_messages_lost_from_the_queue_are_reissued_by_srlm_resume_and_the_run_completes_without_duplicates()
+    {
+        var node = fixture.Require();
+        await using var run = await MultiProcessRun.CreateAsync(node, "resume-lost", output);
+        await run.StartServicesAsync(judges: 1);
+        var runId = await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["per_iteration"] = 16));
+        var store = await run.StoreAsync();
+        await run.WaitUntilAsync(async () => (await store.GetIterationStatusAsync(runId, 1)).Judgments > 0, RunTimeout, "iteration 1 being judged");
+
+        // The judge dies; the JudgeCandidate messages it held go back to the queue with the ones still waiting, and the
+        // queue is purged: those messages are gone, as with a broker rebuilt without its volume.
+        run.Service("judge-0").Kill();
+        QueueDepth? depth = null;
+        await run.WaitUntilAsync(async () => (depth = await run.QueueAsync("judge-candidate")) is { Messages: > 0, Consumers: 0 },
+            RunTimeout, "JudgeCandidate messages waiting in judge-candidate with no judge consuming");
+        await using (var connection = await RabbitQueues.ConnectAsync(BusOptions.Parse(run.AmqpUri), "srlm-fault-test"))
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            var purged = await channel.QueuePurgeAsync("judge-candidate");
+            run.Log($"purged {purged} JudgeCandidate messages from judge-candidate");
+            Assert.True(purged > 0, "nothing was purged: no message was lost");
+        }
+        await run.WaitHealthyAsync([run.Harness.Start("judge")]);
+
+        // Lost for good: the services go quiet with iteration 1 short of K judgements per candidate and the run still running.
+        await run.WaitForQuiescenceAsync();
+        Assert.Equal(RunState.Running, (await run.RunAsync()).State);
+        var (_, status) = await run.StatusJsonAsync();
+        var first = status.GetProperty("iterations").EnumerateArray().First(i => i.GetProperty("iteration").GetInt32() == 1);
+        long candidates = first.GetProperty("candidates").GetInt64(), judgments = first.GetProperty("judgments").GetInt64();
+        int k = first.GetProperty("judge_samples").GetInt32();
+        Assert.True(judgments < candidates * k, $"iteration 1 has {judgments} judgements of {candidates} candidates x K {k}: nothing was lost");
+        run.Log($"stalled: iteration 1 at {candidates} candidates, {judgments} judgements (K {k})");
+
+        var (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "resume", runId);
+        run.Log("srlm resume: " + text);
+        Assert.Equal(0, rc);
+        Assert.Matches($"run {runId}: [1-9][0-9]* messages re-issued from stored facts", text);
+
+        await run.AssertCompletesAsync(RunTimeout);
+        await run.AssertEveryCandidateHasKJudgementsAsync();
+        // A second resume of the finished run changes nothing.
+        (rc, text) = await run.Harness.CliAsync(TimeSpan.FromMinutes(2), "resume", runId);
+        Assert.Equal(0, rc);
+        Assert.Contains("nothing to resume", text, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
     public async Task The_broker_down_when_a_DPO_job_finishes_its_hand_off_is_published_once_the_broker_is_back()
     {
         var node = fixture.Require();
