@@ -49,72 +49,12 @@ internal static unsafe class DecodeKernel
     {
         long total = 0;
         foreach (var j in jobs) total += j.W.Rows;
+        if (threads <= 1 || total < 64)
+        {
+            foreach (var j in jobs) Rows(j.W, (float*)j.X, (float*)j.Y, batch, 0, j.W.Rows);
+            return;
+        }
         var copy = jobs.ToArray();
-        float* scratch = PairedInputs(copy, batch);
-        try
-        {
-            if (threads <= 1 || total < 64)
-            {
-                foreach (var j in copy) Rows(j.W, (float*)j.X, (float*)j.Y, batch, 0, j.W.Rows);
-                return;
-            }
-            Split(copy, batch, threads, total);
-        }
-        finally
-        {
-            if (scratch is not null) NativeMemory.Free(scratch);
-        }
-    }
-
-    /// <summary>bfloat16 weights are read 32 at a time as 16 words, each holding two neighbours; the even one becomes a
-    /// float by a shift and the odd one by a mask, which is cheaper than widening. The input must then be in the same
-    /// order: <see cref="Paired"/> rewrites it once per product, and the jobs of bfloat16 matrices get that copy.
-    /// Returns the copies' memory (null when no job needs one).</summary>
-    private static float* PairedInputs((Matrix W, nint X, nint Y)[] jobs, int batch)
-    {
-        int need = 0;
-        foreach (var j in jobs) if (j.W.Bf16 && PairsBf16(j.W.Cols)) need += batch * j.W.Cols;
-        if (need == 0) return null;
-        var scratch = (float*)NativeMemory.Alloc((nuint)need, sizeof(float));
-        var done = new Dictionary<(nint, int), nint>();
-        long used = 0;
-        for (int i = 0; i < jobs.Length; i++)
-        {
-            var (w, x, y) = jobs[i];
-            if (!w.Bf16 || !PairsBf16(w.Cols)) continue;
-            if (!done.TryGetValue((x, w.Cols), out var paired))
-            {
-                paired = (nint)(scratch + used);
-                for (int b = 0; b < batch; b++) Paired((float*)x + (long)b * w.Cols, (float*)paired + (long)b * w.Cols, w.Cols);
-                used += (long)batch * w.Cols;
-                done[(x, w.Cols)] = paired;
-            }
-            jobs[i] = (w, paired, y);
-        }
-        return scratch;
-    }
-
-    /// <summary>Whether a bfloat16 product of this length reads its input in <see cref="Paired"/> order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool PairsBf16(int n) => Vector512.IsHardwareAccelerated && n >= 64;
-
-    /// <summary>Each whole block of 64 inputs as [even of the first 32, odd of the first 32, even of the next 32, odd
-    /// of the next 32] (the order <see cref="DotBf16"/> multiplies them in); the tail after the last whole block as it is.</summary>
-    internal static void Paired(float* x, float* output, int n)
-    {
-        int k = 0;
-        for (; k + 64 <= n; k += 64)
-            for (int half = 0; half < 64; half += 32)
-                for (int j = 0; j < 16; j++)
-                {
-                    output[k + half + j] = x[k + half + 2 * j];
-                    output[k + half + 16 + j] = x[k + half + 2 * j + 1];
-                }
-        for (; k < n; k++) output[k] = x[k];
-    }
-
-    private static void Split((Matrix W, nint X, nint Y)[] copy, int batch, int threads, long total)
-    {
         // Chunks a little smaller than an even split, so a thread that was descheduled does not hold the others up.
         int parts = threads * 4;
         Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads }, part =>
@@ -227,7 +167,7 @@ internal static unsafe class DecodeKernel
     /// <summary><see cref="Dot2x2"/> for bfloat16 weight rows, each product summed exactly as <see cref="DotBf16"/> sums it.</summary>
     internal static void Dot2x2Bf16(ushort* a0, ushort* a1, float* b0, float* b1, int n, float* y0, float* y1)
     {
-        if (!PairsBf16(n))
+        if (!Vector512.IsHardwareAccelerated || n < 64)
         {
             y0[0] = DotBf16(a0, b0, n); y0[1] = DotBf16(a1, b0, n); y1[0] = DotBf16(a0, b1, n); y1[1] = DotBf16(a1, b1, n);
             return;
@@ -237,21 +177,21 @@ internal static unsafe class DecodeKernel
         int k = 0;
         for (; k + 64 <= n; k += 64)
         {
-            var wa = Vector512.Load((uint*)(a0 + k)); var za = Vector512.Load((uint*)(a1 + k));
+            var wa = Vector512.Load(a0 + k); var za = Vector512.Load(a1 + k);
+            var w = Widen(Vector512.WidenLower(wa)); var z = Widen(Vector512.WidenLower(za));
             var u0 = Vector512.Load(b0 + k); var v0 = Vector512.Load(b1 + k);
-            var w = Even(wa); var z = Even(za);
             p0 = Vector512.FusedMultiplyAdd(w, u0, p0); q0 = Vector512.FusedMultiplyAdd(z, u0, q0);
             r0 = Vector512.FusedMultiplyAdd(w, v0, r0); t0 = Vector512.FusedMultiplyAdd(z, v0, t0);
-            w = Odd(wa); z = Odd(za);
+            w = Widen(Vector512.WidenUpper(wa)); z = Widen(Vector512.WidenUpper(za));
             u0 = Vector512.Load(b0 + k + 16); v0 = Vector512.Load(b1 + k + 16);
             p1 = Vector512.FusedMultiplyAdd(w, u0, p1); q1 = Vector512.FusedMultiplyAdd(z, u0, q1);
             r1 = Vector512.FusedMultiplyAdd(w, v0, r1); t1 = Vector512.FusedMultiplyAdd(z, v0, t1);
-            wa = Vector512.Load((uint*)(a0 + k + 32)); za = Vector512.Load((uint*)(a1 + k + 32));
-            w = Even(wa); z = Even(za);
+            wa = Vector512.Load(a0 + k + 32); za = Vector512.Load(a1 + k + 32);
+            w = Widen(Vector512.WidenLower(wa)); z = Widen(Vector512.WidenLower(za));
             u0 = Vector512.Load(b0 + k + 32); v0 = Vector512.Load(b1 + k + 32);
             p2 = Vector512.FusedMultiplyAdd(w, u0, p2); q2 = Vector512.FusedMultiplyAdd(z, u0, q2);
             r2 = Vector512.FusedMultiplyAdd(w, v0, r2); t2 = Vector512.FusedMultiplyAdd(z, v0, t2);
-            w = Odd(wa); z = Odd(za);
+            w = Widen(Vector512.WidenUpper(wa)); z = Widen(Vector512.WidenUpper(za));
             u0 = Vector512.Load(b0 + k + 48); v0 = Vector512.Load(b1 + k + 48);
             p3 = Vector512.FusedMultiplyAdd(w, u0, p3); q3 = Vector512.FusedMultiplyAdd(z, u0, q3);
             r3 = Vector512.FusedMultiplyAdd(w, v0, r3); t3 = Vector512.FusedMultiplyAdd(z, v0, t3);
@@ -316,18 +256,17 @@ internal static unsafe class DecodeKernel
     {
         int k = 0;
         float sum = 0;
-        if (PairsBf16(n))
+        if (Vector512.IsHardwareAccelerated && n >= 64)
         {
-            // b is in Paired order: the even and odd inputs of each 32 weights lie in two runs of 16.
             Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
             for (; k + 64 <= n; k += 64)
             {
-                var w0 = Vector512.Load((uint*)(a + k));      // 32 bfloat16 as 16 pairs
-                var w1 = Vector512.Load((uint*)(a + k + 32));
-                s0 = Vector512.FusedMultiplyAdd(Even(w0), Vector512.Load(b + k), s0);
-                s1 = Vector512.FusedMultiplyAdd(Odd(w0), Vector512.Load(b + k + 16), s1);
-                s2 = Vector512.FusedMultiplyAdd(Even(w1), Vector512.Load(b + k + 32), s2);
-                s3 = Vector512.FusedMultiplyAdd(Odd(w1), Vector512.Load(b + k + 48), s3);
+                var w0 = Vector512.Load(a + k);      // 32 bfloat16
+                var w1 = Vector512.Load(a + k + 32);
+                s0 = Vector512.FusedMultiplyAdd(Widen(Vector512.WidenLower(w0)), Vector512.Load(b + k), s0);
+                s1 = Vector512.FusedMultiplyAdd(Widen(Vector512.WidenUpper(w0)), Vector512.Load(b + k + 16), s1);
+                s2 = Vector512.FusedMultiplyAdd(Widen(Vector512.WidenLower(w1)), Vector512.Load(b + k + 32), s2);
+                s3 = Vector512.FusedMultiplyAdd(Widen(Vector512.WidenUpper(w1)), Vector512.Load(b + k + 48), s3);
             }
             sum = Vector512.Sum((s0 + s1) + (s2 + s3));
         }
@@ -349,13 +288,8 @@ internal static unsafe class DecodeKernel
         return sum;
     }
 
-    /// <summary>The first bfloat16 of each pair (the low half of the word, little-endian) as float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Even(Vector512<uint> pairs) => Vector512.ShiftLeft(pairs, 16).AsSingle();
-
-    /// <summary>The second bfloat16 of each pair (the high half of the word) as float32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Odd(Vector512<uint> pairs) => (pairs & Vector512.Create(0xFFFF0000u)).AsSingle();
+    private static Vector512<float> Widen(Vector512<uint> v) => Vector512.ShiftLeft(v, 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Widen(Vector256<uint> v) => Vector256.ShiftLeft(v, 16).AsSingle();
