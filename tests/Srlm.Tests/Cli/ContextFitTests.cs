@@ -10,19 +10,8 @@ namespace Srlm.Tests.Cli;
 
 /// <summary>Issue 20: token limits sized for a real instruct model, and a spec whose prompts plus a limit cannot fit
 /// the starting model's context refused at submission with one line naming the field (never cut at run time).</summary>
-public sealed class ContextFitTests : IAsyncLifetime
+public sealed class ContextFitTests() : StoreFolderTest("srlm-fit-")
 {
-    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-fit-").FullName;
-    private StoreSet _stores = null!;
-
-    public async Task InitializeAsync() => _stores = await OpsFixtures.OpenAsync(_folder);
-
-    public async Task DisposeAsync()
-    {
-        await _stores.DisposeAsync();
-        try { Directory.Delete(_folder, true); } catch (IOException) { }
-    }
-
     private static string Smoke => Path.Combine(Srlm.Tests.Deployment.ComposeConfig.RepoRoot, "samples", "smoke");
 
     /// <summary>samples/smoke/run.json edited; the smoke M1 has a 256-position context and nearly one token a character.</summary>
@@ -34,7 +23,7 @@ public sealed class ContextFitTests : IAsyncLifetime
         return RunSpecJson.Parse(node.ToJsonString());
     }
 
-    private Task<UploadedRun> Upload(RunSpec spec, string runId) => RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, Smoke, runId, default);
+    private Task<UploadedRun> Upload(RunSpec spec, string runId) => RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Smoke, runId, default);
 
     [Fact]
     public void Defaults_are_sized_for_an_instruct_model_and_a_partial_sampling_object_keeps_its_stages_defaults()
@@ -61,7 +50,7 @@ public sealed class ContextFitTests : IAsyncLifetime
     public async Task The_smoke_spec_fits_its_model()
     {
         var up = await Upload(SmokeSpec(_ => { }), "fit-ok");
-        Assert.NotNull(await _stores.Artifacts.GetRunAsync(up.RunId));
+        Assert.NotNull(await Stores.Artifacts.GetRunAsync(up.RunId));
     }
 
     [Theory]
@@ -87,7 +76,7 @@ public sealed class ContextFitTests : IAsyncLifetime
         Assert.Contains(what, e.Message);
         Assert.Contains("more than the 256 of models.m1 (config.json max_position_embeddings)", e.Message);
         Assert.DoesNotContain('\n', e.Message);
-        Assert.Null(await _stores.Artifacts.GetRunAsync("fit-" + stage));
+        Assert.Null(await Stores.Artifacts.GetRunAsync("fit-" + stage));
     }
 
     [Fact]
@@ -133,6 +122,6 @@ public sealed class ContextFitTests : IAsyncLifetime
         var spec = RunSpecJson.Load(Path.Combine(Smoke, "sft.json"));
         Assert.Equal(1024, spec.Responses.Sampling.MaxNewTokens);
         var up = await Upload(spec, "fit-sft");
-        Assert.NotNull(await _stores.Artifacts.GetRunAsync(up.RunId));
+        Assert.NotNull(await Stores.Artifacts.GetRunAsync(up.RunId));
     }
 }

@@ -9,22 +9,14 @@ namespace Srlm.Tests.Cli;
 
 /// <summary>The operator verbs run through the real dispatcher against a real SQLite store (--store).</summary>
 [Collection("console")]
-public sealed class OpsCommandTests : IAsyncLifetime
+public sealed class OpsCommandTests() : StoreFolderTest("srlm-ops-")
 {
-    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-ops-").FullName;
-    private string StoreUri => "sqlite://" + Path.Combine(_folder, "srlm.db");
-    private StoreSet _stores = null!;
+    private string StoreUri => "sqlite://" + Path.Combine(Folder, "srlm.db");
 
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _stores = await OpsFixtures.OpenAsync(_folder);
-        await OpsFixtures.WriteFinishedIterationAsync(_stores, "run1", _folder);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _stores.DisposeAsync();
-        try { Directory.Delete(_folder, true); } catch (IOException) { }
+        await base.InitializeAsync();
+        await OpsFixtures.WriteFinishedIterationAsync(Stores, "run1", Folder);
     }
 
     private static Task<(int Code, string Out, string Err)> Srlm(params string[] args) => CliConsole.RunAsync(args);
@@ -62,7 +54,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
     public async Task Status_measures_each_stages_throughput_over_the_window_and_the_time_left()
     {
         var now = DateTimeOffset.UtcNow;
-        var s = _stores.Artifacts;
+        var s = Stores.Artifacts;
         // run1's iteration 1 has its final 3 prompts and all 18 judgements; the journal says one prompt was answered.
         await s.AppendJournalAsync(Journal("run1", 1, "old", "Srlm.Contracts.CandidateJudged", JournalDirection.Consumed, now.AddMinutes(-10)));
         await s.AppendJournalAsync(Journal("run1", 1, "responses-0", "Srlm.Contracts.GenerateResponses", JournalDirection.Consumed, now.AddMinutes(-2)));
@@ -94,25 +86,25 @@ public sealed class OpsCommandTests : IAsyncLifetime
     [Fact]
     public async Task A_run_without_progress_for_the_stall_time_is_stalled()
     {
-        var report = await RunStatusBuilder.BuildAsync(_stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(6));
+        var report = await RunStatusBuilder.BuildAsync(Stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(6));
         Assert.Equal("stalled", report!.State);
-        report = await RunStatusBuilder.BuildAsync(_stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(1));
+        report = await RunStatusBuilder.BuildAsync(Stores.Artifacts, "run1", TimeSpan.FromMinutes(5), TimeSpan.FromMinutes(5), DateTimeOffset.UtcNow.AddMinutes(1));
         Assert.Equal("running", report!.State);
     }
 
     [Fact]
     public async Task Status_wait_exits_zero_only_for_a_completed_run()
     {
-        await _stores.Artifacts.SetRunStateAsync("run1", RunState.Completed);
+        await Stores.Artifacts.SetRunStateAsync("run1", RunState.Completed);
         Assert.Equal(0, (await Srlm("status", "run1", "--wait", "--interval", "0.1", "--store", StoreUri)).Code);
 
-        await _stores.Artifacts.CreateRunAsync("run2", OpsFixtures.Spec, 1);
-        await _stores.Artifacts.SetRunStateAsync("run2", RunState.Failed, "judge-candidate_error holds a message");
+        await Stores.Artifacts.CreateRunAsync("run2", OpsFixtures.Spec, 1);
+        await Stores.Artifacts.SetRunStateAsync("run2", RunState.Failed, "judge-candidate_error holds a message");
         var (code, text, _) = await Srlm("status", "run2", "--wait", "--interval", "0.1", "--store", StoreUri);
         Assert.Equal(1, code);
         Assert.Contains("failed (judge-candidate_error holds a message)", text);
 
-        await _stores.Artifacts.CreateRunAsync("run3", OpsFixtures.Spec, 1);
+        await Stores.Artifacts.CreateRunAsync("run3", OpsFixtures.Spec, 1);
         var timedOut = await Srlm("status", "run3", "--wait", "--interval", "0.1", "--timeout", "0.3", "--store", StoreUri);
         Assert.Equal(1, timedOut.Code);
         Assert.Contains("still running", timedOut.Err);
@@ -125,7 +117,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
         Assert.Equal(0, code);
         Assert.Contains("run1", text);
         Assert.Equal(0, (await Srlm("cancel", "run1", "--store", StoreUri)).Code);
-        Assert.Equal(RunState.Cancelled, (await _stores.Artifacts.GetRunAsync("run1"))!.State);
+        Assert.Equal(RunState.Cancelled, (await Stores.Artifacts.GetRunAsync("run1"))!.State);
         var (again, msg, _) = await Srlm("cancel", "run1", "--store", StoreUri);
         Assert.Equal(0, again);
         Assert.Contains("already cancelled", msg);
@@ -148,7 +140,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
         Assert.Equal(2, noBus);
         Assert.Contains("resume publishes to the services: set SRLM_BUS=amqp://", noBusErr, StringComparison.Ordinal);
         Assert.Single(noBusErr.Trim().Split('\n'));
-        Assert.Equal(RunState.Running, (await _stores.Artifacts.GetRunAsync("run1"))!.State);
+        Assert.Equal(RunState.Running, (await Stores.Artifacts.GetRunAsync("run1"))!.State);
         Assert.Equal(0, (await Srlm("cancel", "run1", "--store", StoreUri)).Code);
         var (done, text, _) = await Srlm("resume", "run1", "--store", StoreUri);
         Assert.Equal(0, done);
@@ -158,7 +150,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
     [Fact]
     public async Task Export_pairs_writes_prompt_chosen_rejected_and_scores_as_jsonl()
     {
-        var file = Path.Combine(_folder, "pairs.jsonl");
+        var file = Path.Combine(Folder, "pairs.jsonl");
         var (code, _, err) = await Srlm("export", "pairs", "run1", "--iteration", "1", "--out", file, "--store", StoreUri);
         Assert.True(code == 0, err);
         var lines = File.ReadAllLines(file);
@@ -175,7 +167,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
     [Fact]
     public async Task Lineage_walks_from_the_last_checkpoint_to_the_seed_data()
     {
-        var nodes = await LineageWalker.WalkAsync(_stores.Artifacts, "run1/m2");
+        var nodes = await LineageWalker.WalkAsync(Stores.Artifacts, "run1/m2");
         Assert.Equal(["run1/m2", "run1/m1"], nodes.Select(n => n.CheckpointId));
         Assert.Equal((2, 2, 4L, 12L), (nodes[0].Pairs, nodes[0].Prompts, nodes[0].Candidates, nodes[0].Judgements));
         Assert.Single(nodes[1].SeedBlobs);
@@ -190,7 +182,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
     [Fact]
     public async Task Errors_list_shows_the_reason_of_each_parked_message()
     {
-        await _stores.Artifacts.PutErrorAsync(new ErrorRecord
+        await Stores.Artifacts.PutErrorAsync(new ErrorRecord
         {
             Id = "m1/judge-candidate_error", MessageId = "m1", MessageType = "Srlm.Contracts.JudgeCandidate", Queue = "judge-candidate_error",
             Reason = "System.InvalidOperationException: model exploded", RunId = "run1", Iteration = 1, Time = DateTimeOffset.UtcNow,
@@ -208,7 +200,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
     public async Task Replay_on_the_command_line_selects_by_iteration_and_type_and_refuses_bad_targets()
     {
         var time = DateTimeOffset.UtcNow.AddMinutes(-1);
-        async Task Published(int iteration, string id, IRunMessage message) => await _stores.Artifacts.AppendJournalAsync(
+        async Task Published(int iteration, string id, IRunMessage message) => await Stores.Artifacts.AppendJournalAsync(
             Journal("run1", iteration, id, message.GetType().FullName!, JournalDirection.Published, time) with
             {
                 BodyJson = JsonSerializer.Serialize(message, message.GetType(), global::Srlm.Messaging.Journal.JournalEntries.BodyOptions),
@@ -238,7 +230,7 @@ public sealed class OpsCommandTests : IAsyncLifetime
         (code, _, err) = await Srlm("replay", "run1", "--iteration", "1", "--type", "JudgeCandidate", "--into", "run9", "--store", StoreUri);
         Assert.Equal(2, code);
         Assert.Contains("replay publishes to the services: set SRLM_BUS=amqp://", err, StringComparison.Ordinal);
-        Assert.Null(await _stores.Artifacts.GetRunAsync("run9"));
+        Assert.Null(await Stores.Artifacts.GetRunAsync("run9"));
     }
 
     [Fact]
@@ -249,14 +241,14 @@ public sealed class OpsCommandTests : IAsyncLifetime
         Assert.Equal(new JudgeCandidate { RunId = "run9", Iteration = 1, CheckpointId = "run9/m1", PromptId = "run9/i1/p0-0", CandidateId = "run9/i1/p0-0/c1" }, moved);
         Assert.Equal("run10/x", JournalReplay.RekeyString("run10/x", "run1", "run9"));
 
-        var copied = await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1));
+        var copied = await JournalReplay.CopyRunAsync(Stores.Artifacts, Stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1));
         Assert.True(copied > 30, $"copied {copied}");
-        Assert.Equal(0, await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1)));
-        var candidate = await _stores.Artifacts.GetAsync<CandidateRecord>("run9/i1/p0-0/c1");
+        Assert.Equal(0, await JournalReplay.CopyRunAsync(Stores.Artifacts, Stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddMinutes(1)));
+        var candidate = await Stores.Artifacts.GetAsync<CandidateRecord>("run9/i1/p0-0/c1");
         Assert.Equal(("run9", "run9/i1/p0-0", "answer 0.1"), (candidate!.RunId, candidate.PromptId, candidate.Text));
-        var m1 = await _stores.MaterializeCheckpointAsync("run9/m1");
+        var m1 = await Stores.MaterializeCheckpointAsync("run9/m1");
         Assert.Equal("weights of m1", File.ReadAllText(Path.Combine(m1, "model.safetensors")));
-        var status = await _stores.Artifacts.GetIterationStatusAsync("run9", 1);
+        var status = await Stores.Artifacts.GetIterationStatusAsync("run9", 1);
         Assert.Equal((3L, 18L, 2L, 0L), (status.Prompts, status.Judgments, status.Pairs, status.Duplicates));
     }
 
@@ -271,18 +263,18 @@ public sealed class OpsCommandTests : IAsyncLifetime
         var inputs = JournalReplay.InputsOf(items, "run1");
         Assert.Equal(["run1/i1/p0-0", "run1/i1/p0-0/c0", "run1/i1/p0-0/c1", "run1/m1"], inputs.Order(StringComparer.Ordinal));
 
-        var copied = await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs);
-        var a = _stores.Artifacts;
+        var copied = await JournalReplay.CopyRunAsync(Stores.Artifacts, Stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs);
+        var a = Stores.Artifacts;
         Assert.Equal(["run9/i1/p0-0/c0", "run9/i1/p0-0/c1"], (await a.ListAsync<CandidateRecord>(ArtifactQuery.OfRun("run9"))).Select(c => c.Id).Order(StringComparer.Ordinal));
         Assert.Equal("run9/i1/p0-0", Assert.Single(await a.ListAsync<PromptRecord>(ArtifactQuery.OfRun("run9"))).Id);
-        Assert.Equal("weights of m1", File.ReadAllText(Path.Combine(await _stores.MaterializeCheckpointAsync("run9/m1"), "model.safetensors")));
+        Assert.Equal("weights of m1", File.ReadAllText(Path.Combine(await Stores.MaterializeCheckpointAsync("run9/m1"), "model.safetensors")));
         Assert.Empty(await a.ListAsync<JudgementRecord>(ArtifactQuery.OfRun("run9")));
         Assert.Empty(await a.ListAsync<PairRecord>(ArtifactQuery.OfRun("run9")));
         Assert.Null(await a.GetAsync<CheckpointRecord>("run9/m2"));
         // M1 names the SFT dataset it was trained on, so lineage in the copy still reaches the seed data.
         Assert.Equal("sft", (await a.GetAsync<DatasetRecord>("run9/i0/sft"))!.Purpose);
         Assert.Equal(5, copied); // 2 candidates, their prompt, M1 and its dataset
-        Assert.Equal(0, await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs));
+        Assert.Equal(0, await JournalReplay.CopyRunAsync(Stores.Artifacts, Stores.Checkpoints, "run1", "run9", DateTimeOffset.UtcNow.AddHours(-1), inputs));
     }
 
     [Fact]
@@ -291,25 +283,25 @@ public sealed class OpsCommandTests : IAsyncLifetime
         // C2 (the control arm of iteration 1) is stored after IterationStarted(2) went out, and no message names it;
         // iteration 2's control arm samples with it. M3 (iteration 2's output) is made again by the replay.
         var past = DateTimeOffset.UtcNow.AddHours(-1);
-        await _stores.PutCheckpointAsync(new CheckpointRecord
+        await Stores.PutCheckpointAsync(new CheckpointRecord
         {
             Id = Ids.ControlCheckpoint("run1", 1), RunId = "run1", Iteration = 2, Location = "", Files = [], Origin = CheckpointRecord.ControlOrigin,
             ParentCheckpointId = "run1/m1",
-        }, OpsFixtures.CheckpointFolder(_folder, "weights of c2"));
-        await _stores.PutCheckpointAsync(new CheckpointRecord
+        }, OpsFixtures.CheckpointFolder(Folder, "weights of c2"));
+        await Stores.PutCheckpointAsync(new CheckpointRecord
         {
             Id = Ids.Checkpoint("run1", 2), RunId = "run1", Iteration = 3, Location = "", Files = [], Origin = "dpo", ParentCheckpointId = "run1/m2",
-        }, OpsFixtures.CheckpointFolder(_folder, "weights of m3"));
+        }, OpsFixtures.CheckpointFolder(Folder, "weights of m3"));
         var items = new[] { new ReplayItem(null!, typeof(IterationStarted), new IterationStarted { RunId = "run1", Iteration = 2, CheckpointId = "run1/m2" }) };
 
-        var inputs = await JournalReplay.InputsAsync(_stores.Artifacts, items, "run1");
+        var inputs = await JournalReplay.InputsAsync(Stores.Artifacts, items, "run1");
         Assert.Equal(["run1/c2", "run1/m1", "run1/m2"], inputs.Order(StringComparer.Ordinal));
-        await JournalReplay.CopyRunAsync(_stores.Artifacts, _stores.Checkpoints, "run1", "run9", past, inputs);
-        var copied = await _stores.Artifacts.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun("run9"));
+        await JournalReplay.CopyRunAsync(Stores.Artifacts, Stores.Checkpoints, "run1", "run9", past, inputs);
+        var copied = await Stores.Artifacts.ListAsync<CheckpointRecord>(ArtifactQuery.OfRun("run9"));
         Assert.Equal(["run9/c2", "run9/m1", "run9/m2"], copied.Select(c => c.Id).Order(StringComparer.Ordinal));
-        Assert.Equal("weights of c2", File.ReadAllText(Path.Combine(await _stores.MaterializeCheckpointAsync("run9/c2"), "model.safetensors")));
+        Assert.Equal("weights of c2", File.ReadAllText(Path.Combine(await Stores.MaterializeCheckpointAsync("run9/c2"), "model.safetensors")));
         // M2's lineage came along: the dataset it was trained on, its pairs and their candidates.
-        Assert.Equal(2, (await _stores.Artifacts.ListAsync<PairRecord>(ArtifactQuery.OfRun("run9"))).Count);
-        Assert.NotNull(await _stores.Artifacts.GetAsync<DatasetRecord>(Ids.Dataset("run9", 1)));
+        Assert.Equal(2, (await Stores.Artifacts.ListAsync<PairRecord>(ArtifactQuery.OfRun("run9"))).Count);
+        Assert.NotNull(await Stores.Artifacts.GetAsync<DatasetRecord>(Ids.Dataset("run9", 1)));
     }
 }

@@ -9,19 +9,8 @@ using Srlm.Tests.Messaging;
 namespace Srlm.Tests.Cli;
 
 /// <summary>`srlm start` / `srlm run` upload: a file the store refuses is a one-line error naming the spec field.</summary>
-public sealed class RunUploadTests : IAsyncLifetime
+public sealed class RunUploadTests() : StoreFolderTest("srlm-upload-")
 {
-    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-upload-").FullName;
-    private StoreSet _stores = null!;
-
-    public async Task InitializeAsync() => _stores = await OpsFixtures.OpenAsync(_folder);
-
-    public async Task DisposeAsync()
-    {
-        await _stores.DisposeAsync();
-        try { Directory.Delete(_folder, true); } catch (IOException) { }
-    }
-
     /// <summary>The real store, except that it refuses every blob as the MongoDB store refuses one over its size.</summary>
     public class BlobRefusingStore : DispatchProxy
     {
@@ -39,13 +28,13 @@ public sealed class RunUploadTests : IAsyncLifetime
     [Fact]
     public async Task A_seed_file_the_store_refuses_is_a_one_line_error_naming_the_field_and_no_run_is_stored()
     {
-        File.WriteAllText(Path.Combine(_folder, "ift.jsonl"), "{\"instruction\":\"1+1\",\"answer\":\"2\"}\n");
+        File.WriteAllText(Path.Combine(Folder, "ift.jsonl"), "{\"instruction\":\"1+1\",\"answer\":\"2\"}\n");
         var spec = RunSpecJson.Parse("""{ "schema_version": 1, "name": "up", "models": { "m1": "m1" }, "seed_data": { "ift": "ift.jsonl" } }""");
         var store = DispatchProxy.Create<IArtifactStore, BlobRefusingStore>();
-        ((BlobRefusingStore)(object)store).Inner = _stores.Artifacts;
+        ((BlobRefusingStore)(object)store).Inner = Stores.Artifacts;
 
-        var e = await Assert.ThrowsAsync<UsageException>(() => RunUpload.UploadAsync(store, _stores.Checkpoints, spec, _folder, "up-1", default));
-        Assert.Equal($"spec.seed_data.ift: {Path.Combine(_folder, "ift.jsonl")}: blob ift.jsonl is 20000000 bytes; the MongoDB store keeps blobs up to 16000000 bytes", e.Message);
-        Assert.Null(await _stores.Artifacts.GetRunAsync("up-1"));
+        var e = await Assert.ThrowsAsync<UsageException>(() => RunUpload.UploadAsync(store, Stores.Checkpoints, spec, Folder, "up-1", default));
+        Assert.Equal($"spec.seed_data.ift: {Path.Combine(Folder, "ift.jsonl")}: blob ift.jsonl is 20000000 bytes; the MongoDB store keeps blobs up to 16000000 bytes", e.Message);
+        Assert.Null(await Stores.Artifacts.GetRunAsync("up-1"));
     }
 }

@@ -11,19 +11,8 @@ namespace Srlm.Tests.Seeds;
 
 /// <summary>One seed file gives the same training text on every path: `srlm train sft` (from the files) and the trainer
 /// service (from the blobs `srlm start`/`srlm run` uploaded with the run, read back through the spec cache).</summary>
-public sealed class SeedPathsTests : IAsyncLifetime
+public sealed class SeedPathsTests() : StoreFolderTest("srlm-seedpaths-")
 {
-    private readonly string _folder = Directory.CreateTempSubdirectory("srlm-seedpaths-").FullName;
-    private StoreSet _stores = null!;
-
-    public async Task InitializeAsync() => _stores = await OpsFixtures.OpenAsync(_folder);
-
-    public async Task DisposeAsync()
-    {
-        await _stores.DisposeAsync();
-        try { Directory.Delete(_folder, true); } catch (IOException) { }
-    }
-
     private const string Eft = """
         {"instruction":"2+2?","answer":"4","judgement":"Correct and brief.","score":5}
         {"instruction":"2+2?","answer":"5","judgement":"Score: 1. Wrong sum.","score":1}
@@ -54,14 +43,14 @@ public sealed class SeedPathsTests : IAsyncLifetime
         var ift = Write("ift.jsonl", iftText);
         var eft = Write("eft.jsonl", Eft);
         var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
-        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(_folder, "weights"));
+        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(Folder, "weights"));
         var spec = RunSpecJson.Parse($$"""
             { "schema_version": 1, "name": "paths", "models": { "m1": "{{m1}}" },
               "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
             """);
 
-        var uploaded = await RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-1", default);
-        var service = await SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), uploaded.StoredSpec, default);
+        var uploaded = await RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, "paths-1", default);
+        var service = await SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), uploaded.StoredSpec, default);
         var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
 
         Assert.Equal(cli.Select(e => (e.Prompt, e.Completion)), service.Select(e => (e.Prompt, e.Completion)));
@@ -80,7 +69,7 @@ public sealed class SeedPathsTests : IAsyncLifetime
         // messages line must reach the template as turns, not as the "System: / User:" text our layouts get.
         var corpus = Path.Combine(Path.GetDirectoryName(Srlm.Tests.ChatTemplates.JinjaReference.Dir())!, "ChatTemplates", "corpus");
         var source = File.ReadAllText(Path.Combine(corpus, "qwen2.5-instruct.jinja"));
-        var folder = OpsFixtures.CheckpointFolder(_folder, "weights");
+        var folder = OpsFixtures.CheckpointFolder(Folder, "weights");
         File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), new JsonObject
         {
             ["chat_template"] = source, ["eos_token"] = "<|im_end|>", ["pad_token"] = "<|endoftext|>",
@@ -99,8 +88,8 @@ public sealed class SeedPathsTests : IAsyncLifetime
             { "schema_version": 1, "name": "paths", "models": { "m1": "{{Path.GetFileName(folder)}}" },
               "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
             """);
-        var uploaded = await RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-chat", default);
-        var service = await SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), uploaded.StoredSpec, default);
+        var uploaded = await RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, "paths-chat", default);
+        var service = await SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), uploaded.StoredSpec, default);
         var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
 
         // The text the trainer tokenizes (SftTrainer.Tokenize → JobRunner.EncodePrompt → PromptText.Of) on each path.
@@ -152,26 +141,26 @@ public sealed class SeedPathsTests : IAsyncLifetime
     public async Task A_file_with_a_line_that_would_lose_content_is_refused_before_the_run_exists()
     {
         var ift = Write("ift.jsonl", "{\"instruction\":\"Sum.\",\"answer\":\"5\"}\n{\"instruction\":\"Sum.\",\"input\":\"2 3\",\"answer\":\"5\"}\n");
-        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(_folder, "weights"));
+        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(Folder, "weights"));
         var spec = RunSpecJson.Parse($$"""{ "schema_version": 1, "name": "paths", "models": { "m1": "{{m1}}" }, "seed_data": { "ift": "ift.jsonl" } }""");
-        var e = await Assert.ThrowsAsync<Srlm.Cli.UsageException>(() => RunUpload.UploadAsync(_stores.Artifacts, _stores.Checkpoints, spec, _folder, "paths-2", default));
+        var e = await Assert.ThrowsAsync<Srlm.Cli.UsageException>(() => RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, "paths-2", default));
         Assert.Equal($"{ift}:2: field \"input\" would be dropped: the instruction/answer format has no place for it (an Alpaca line names its answer \"output\")", e.Message);
-        Assert.Null(await _stores.Artifacts.GetRunAsync("paths-2"));
+        Assert.Null(await Stores.Artifacts.GetRunAsync("paths-2"));
     }
 
     [Fact]
     public async Task The_trainer_service_refuses_a_stored_file_with_the_same_one_line_problem_naming_the_spec_field()
     {
         // A store written by another tool (srlm start would have refused the file): the trainer names the spec field.
-        var blob = await _stores.Artifacts.PutBlobAsync("{\"instruction\":\"a\",\"answer\":\"b\"}\n{\"instruction\":\"Sum.\",\"context\":\"2 3\",\"answer\":\"5\"}\n"u8.ToArray(), "ift.jsonl");
+        var blob = await Stores.Artifacts.PutBlobAsync("{\"instruction\":\"a\",\"answer\":\"b\"}\n{\"instruction\":\"Sum.\",\"context\":\"2 3\",\"answer\":\"5\"}\n"u8.ToArray(), "ift.jsonl");
         var spec = RunSpecJson.Parse($$"""{ "schema_version": 1, "name": "paths", "models": { "m1": "checkpoint:x" }, "seed_data": { "ift": "blob:{{blob.Sha256}}" } }""");
-        var e = await Assert.ThrowsAsync<Srlm.Messaging.Bus.PermanentMessageException>(() => SeedInputs.SftAsync(new RunSpecCache(_stores.Artifacts), spec, default));
+        var e = await Assert.ThrowsAsync<Srlm.Messaging.Bus.PermanentMessageException>(() => SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), spec, default));
         Assert.Equal("spec.seed_data.ift:2: field \"context\" would be dropped: the instruction/answer format has no place for it", e.Message);
     }
 
     private string Write(string name, string text)
     {
-        var path = Path.Combine(_folder, name);
+        var path = Path.Combine(Folder, name);
         File.WriteAllText(path, text.ReplaceLineEndings("\n").TrimEnd('\n') + "\n");
         return path;
     }
