@@ -344,10 +344,12 @@ internal static unsafe class DecodeKernel
     /// <summary>
     /// Attention of one query row over cached keys and values (positions 0..length-1 of one sequence, all heads):
     /// softmax(q k^T / sqrt(D)) v over the positions where <paramref name="valid"/> is true (null: all).
-    /// keys/values point at the sequence's (KvH, Capacity, D) block.
+    /// keys/values point at the sequence's (KvH, Capacity, D) block. Every sum runs over the valid positions in slot
+    /// order and a masked slot adds nothing, so the result does not depend on where padding sits or how many slots
+    /// follow: the prefill (<see cref="CacheAttention"/>) and the decode step both attend through here.
     /// </summary>
     internal static void Attend(float* q, float* output, nint keys, nint values, ScalarType cacheType, int heads, int kvHeads, int d,
-        long capacity, int length, bool[]? valid, float* scores, float* kbuf)
+        long capacity, int length, bool* valid, float* scores, float* kbuf)
     {
         int rep = heads / kvHeads;
         float scale = 1f / MathF.Sqrt(d);
@@ -359,7 +361,7 @@ internal static unsafe class DecodeKernel
             float max = float.NegativeInfinity;
             for (int s = 0; s < length; s++)
             {
-                if (valid is not null && !valid[s]) { scores[s] = float.NegativeInfinity; continue; }
+                if (valid != null && !valid[s]) { scores[s] = float.NegativeInfinity; continue; }
                 float dot;
                 if (cacheType == ScalarType.Float32) dot = Dot(qh, (float*)keys + block + (long)s * d, d);
                 else
@@ -506,8 +508,9 @@ internal static unsafe class DecodeStep
                             DecodeKernel.Store(vPtr, cacheType, at + i, pv[(b * KvH + h) * D + i]);
                         }
                     }
-                    DecodeKernel.Attend(pq + b * H * D, patt + b * H * D, kPtr + (nint)(b * rowBytes), vPtr + (nint)(b * rowBytes), cacheType, H, KvH, D,
-                        capacity, total, valid?[b], rowScores, rowK);
+                    fixed (bool* rowValid = valid?[b])
+                        DecodeKernel.Attend(pq + b * H * D, patt + b * H * D, kPtr + (nint)(b * rowBytes), vPtr + (nint)(b * rowBytes), cacheType, H, KvH, D,
+                            capacity, total, rowValid, rowScores, rowK);
                 }
                 if (rows == 1 || threads <= 1)
                     for (int b = 0; b < rows; b++) AttendRow(b, pscores, pkbuf);

@@ -69,13 +69,13 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        using var g = gate_proj.forward(x);
-        using var u = up_proj.forward(x);
+        using var g = TensorMath.Linear(gate_proj, x);
+        using var u = TensorMath.Linear(up_proj, x);
         if (!is_grad_enabled())
         {
             using var a = F.silu(g, inplace: true);
             using var h = a.mul_(u);
-            return down_proj.forward(h);
+            return TensorMath.Linear(down_proj, h);
         }
         // With autograd, in-place silu_ and mul_ make it keep copies of the overwritten values for the backward.
         using var act = F.silu(g);
@@ -107,6 +107,10 @@ public sealed class LlamaAttention : nn.Module
 
     internal (Linear Q, Linear K, Linear V, Linear O) Projections => (q_proj, k_proj, v_proj, o_proj);
 
+    /// <summary>Whether an inference forward with a KV cache attends through <see cref="CacheAttention"/> (on by
+    /// default; see <see cref="LlamaForCausalLM.UseAttentionKernel"/>).</summary>
+    internal bool UseKernel { get; set; } = true;
+
     /// <param name="x">(B, T, C)</param>
     /// <param name="mask">bool (B|1, 1, T, S), true = may attend; null with <paramref name="causal"/> = plain causal</param>
     /// <param name="signedSin">sin with its first half negated (<see cref="Rope.SignedSin"/>), like cos (B, 1, T, D)</param>
@@ -114,12 +118,18 @@ public sealed class LlamaAttention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, H, T, D)
-        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
-        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
+        var q = TensorMath.Linear(q_proj, x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, H, T, D)
+        var k = TensorMath.Linear(k_proj, x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
+        var v = TensorMath.Linear(v_proj, x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, KvH, T, D)
         q = Rope.Apply(q, cos, signedSin);
         k = Rope.Apply(k, cos, signedSin);
-        if (cache is not null) (k, v) = cache.Append(_layer, k, v);               // (B, KvH, S, D)
+        if (cache is not null)
+        {
+            long past = cache.Length; // advanced by the model after every layer appended
+            (k, v) = cache.Append(_layer, k, v);                                  // (B, KvH, S, D)
+            if (UseKernel && !training && CacheAttention.Applies(q, cache))
+                return TensorMath.Linear(o_proj, CacheAttention.Run(q, cache, _layer, mask, past)).MoveToOuterDisposeScope();
+        }
         if (_kvHeads != _heads)
         {
             int rep = _heads / _kvHeads;
@@ -129,7 +139,7 @@ public sealed class LlamaAttention : nn.Module
         }
         var y = F.scaled_dot_product_attention(q, k, v, mask, training ? _dropout : 0.0, causal && mask is null); // (B, H, T, D)
         y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);                                                    // (B, T, H*D)
-        return o_proj.forward(y).MoveToOuterDisposeScope();
+        return TensorMath.Linear(o_proj, y).MoveToOuterDisposeScope();
     }
 }
 
@@ -317,7 +327,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         cache?.Advance(t);
         if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
         else if (rows is not null) hidden = hidden.reshape(b * t, hidden.shape[2]).index_select(0, rows); // (N, C)
-        var logits = lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedWeight); // (B, T|1, V) or (N, V)
+        var logits = TensorMath.Linear(hidden, lm_head?.weight ?? model.EmbedWeight); // (B, T|1, V) or (N, V)
         return logits.MoveToOuterDisposeScope();
     }
 
@@ -357,6 +367,15 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     /// <see cref="DecodeKernel"/> instead of libtorch; on by default. The two compute the same values in float32 up to
     /// summation order; tests and the benchmark switch it off to compare.</summary>
     public bool UseDecodeKernel { get; set; } = true;
+
+    /// <summary>Whether inference forwards with a KV cache attend through <see cref="CacheAttention"/>, which gives a
+    /// token the same keys and values however its prompt is laid out in the cache (on by default); off, they use
+    /// libtorch's scaled_dot_product_attention. Tests switch it off to compare.</summary>
+    public bool UseAttentionKernel
+    {
+        get => model.Layers.All(l => l.Attention.UseKernel);
+        set { foreach (var l in model.Layers) l.Attention.UseKernel = value; }
+    }
 
     protected override void Dispose(bool disposing)
     {

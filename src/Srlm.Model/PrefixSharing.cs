@@ -97,7 +97,8 @@ public sealed class PrefixCache(long maxBytes, int minSharedTokens = PrefixCache
 /// A node fills its block from the right (left padding inside the block); slots a row does not use are masked out.
 /// Positions come from the mask (a token's position is the number of real tokens before it), so every token gets the
 /// position it has in its own prompt, and attention sees exactly the prompt's tokens: the same computation as a
-/// whole-prompt prefill, up to the order of floating-point sums. Only tokens are shared, never text, so no
+/// whole-prompt prefill, to the bit (attention over the cache sums in slot order and skips padding,
+/// <see cref="CacheAttention"/>; small products are padded, <see cref="TensorMath.Linear(TorchSharp.Modules.Linear, Tensor)"/>). Only tokens are shared, never text, so no
 /// re-tokenisation at a boundary can change what the model reads. The last token of every prompt is always in its
 /// leaf block (its logits start the generation).
 /// </remarks>
