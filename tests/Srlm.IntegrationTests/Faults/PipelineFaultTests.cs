@@ -30,29 +30,35 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         var node = fixture.Require();
         await using var run = await MultiProcessRun.CreateAsync(node, "judge-kill", output);
         await run.StartServicesAsync(judges: 2);
-        var victim = run.Service("judge-0");
-        var pid = victim.Pid ?? throw new InvalidOperationException("judge-0 is not running");
-        // 16 prompts x 4 candidates = 64 JudgeCandidate messages an iteration: more than the two replicas' prefetch
-        // windows (16 each) hold, so some wait in the queue while both windows are full.
-        await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["per_iteration"] = 16));
+        // The first two replicas only declare the judge queue (it is durable) and stop before the run starts, so
+        // iteration 1's JudgeCandidate messages pile up in it: 40 prompts x 4 candidates, far more than two prefetch
+        // windows (16 each) hold. Started beside the generator instead, judges as fast as the smoke model's kept pace
+        // with it, and a CI run never saw a message waiting in 8 minutes.
+        foreach (var idle in new[] { run.Service("judge-0"), run.Service("judge-1") }) await idle.StopAsync();
+        await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["per_iteration"] = 40));
+        await run.WaitUntilAsync(async () => (await run.QueueAsync("judge-candidate")) is { Messages: >= 64 },
+            RunTimeout, "at least 64 JudgeCandidate messages wait in judge-candidate");
+        var victim = run.Harness.Start("judge");
+        var survivor = run.Harness.Start("judge");
+        await run.WaitHealthyAsync([victim, survivor]);
+        var pid = victim.Pid ?? throw new InvalidOperationException($"{victim.Name} is not running");
 
-        // judge-0 has acknowledged some JudgeCandidate messages (journaled as consumed by its pid, which happens just
+        // The victim has acknowledged some JudgeCandidate messages (journaled as consumed by its pid, which happens just
         // before the ack) and holds unacknowledged ones: with both replicas consuming and messages still READY in the
-        // queue, the broker has filled every consumer's prefetch window (16), so judge-0 holds its window unacknowledged.
+        // queue, the broker has filled every consumer's prefetch window (16), so the victim holds its window unacknowledged.
         // (rabbitmqctl's per-channel counts would say it directly, but take tens of seconds on a busy machine.)
         int acknowledged = 0;
         Srlm.Messaging.Broker.QueueDepth? queue = null;
         await run.WaitUntilAsync(async () =>
                 (acknowledged = await run.ConsumedByAsync("judge", pid, JudgeCandidate)) > 0
                 && (queue = await run.QueueAsync("judge-candidate")) is { Messages: > 0, Consumers: 2 },
-            RunTimeout, "judge-0 has acknowledged JudgeCandidate messages while more are waiting in its queue");
+            RunTimeout, $"{victim.Name} has acknowledged JudgeCandidate messages while more are waiting in its queue");
         victim.Kill();
-        run.Log($"SIGKILLed judge-0 (pid {pid}) after {acknowledged} acknowledged, {queue!.Messages} more ready in judge-candidate (prefetch windows full)");
+        run.Log($"SIGKILLed {victim.Name} (pid {pid}) after {acknowledged} acknowledged, {queue!.Messages} more ready in judge-candidate (prefetch windows full)");
 
         await run.AssertCompletesAsync(RunTimeout);
         await run.AssertEveryCandidateHasKJudgementsAsync();
-        var survivor = run.Service("judge-1");
-        Assert.True(await run.ConsumedByAsync("judge", survivor.Pid!.Value, JudgeCandidate) > 0, "judge-1 judged nothing");
+        Assert.True(await run.ConsumedByAsync("judge", survivor.Pid!.Value, JudgeCandidate) > 0, $"{survivor.Name} judged nothing");
     }
 
     [SkippableFact]
