@@ -33,7 +33,8 @@ public sealed class PipelineFaultTests(FaultsFixture fixture, ITestOutputHelper 
         // The first two replicas only declare the judge queue (it is durable) and stop before the run starts, so
         // iteration 1's JudgeCandidate messages pile up in it: 40 prompts x 4 candidates, far more than two prefetch
         // windows (16 each) hold. Started beside the generator instead, judges as fast as the smoke model's kept pace
-        // with it, and a CI run never saw a message waiting in 8 minutes.
+        // with it: in one CI run the whole smoke run finished in 17 s without the poll seeing a message wait, and the
+        // test timed out after 8 minutes.
         foreach (var idle in new[] { run.Service("judge-0"), run.Service("judge-1") }) await idle.StopAsync();
         await run.StartRunAsync(run.SmokeSpecWith(s => s["prompts"]!["per_iteration"] = 40));
         await run.WaitUntilAsync(async () => (await run.QueueAsync("judge-candidate")) is { Messages: >= 64 },
