@@ -5,8 +5,10 @@ using static TorchSharp.torch;
 namespace Srlm.Model;
 
 /// <summary>
-/// Attention of every query of an inference forward with a KV cache (a prefill, or a decode step libtorch runs),
-/// each query computed on its own by <see cref="DecodeKernel.Attend"/> over the cached slots it may see, in slot order.
+/// Attention of every query of an inference forward with a KV cache (a prefill, or a decode step libtorch runs), each
+/// query computed on its own over the cached slots it may see: scores 8 keys at a time from keys laid out transposed
+/// (a lane per slot, summing over the head dimension in a fixed order), then the exponentials summed and the values
+/// accumulated in slot order (<see cref="DecodeKernel.Attend"/> one query at a time where 256-bit vectors are missing).
 /// </summary>
 /// <remarks>
 /// Why not libtorch's scaled_dot_product_attention here: on the CPU it walks the keys in fixed-size blocks with a
