@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -147,6 +148,7 @@ internal static unsafe class CacheAttention
     /// order (so a key's score is the same bits in whatever lane it lands); softmax over the valid keys with the
     /// exponentials summed in slot order; the output accumulated key by key in slot order, a masked key adding nothing.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AttendQuery(float* q, float* output, float* kt, int lanes, float* v, int d, int length, bool* valid, float* scores)
     {
         float scale = 1f / MathF.Sqrt(d);

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Srlm.Model.Tokenization;
 using TorchSharp;
@@ -337,6 +338,7 @@ internal static class Nucleus
     private static int Bucket(float x) => Math.Min((int)(BitConverter.SingleToUInt32Bits(x) >> BucketShift), Buckets - 1);
 
     /// <summary>Copies the values of <paramref name="p"/> that fall in <paramref name="bucket"/> into <paramref name="values"/>; returns their count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int InBucket(ReadOnlySpan<float> p, int bucket, float[] values)
     {
         int n = 0;
@@ -346,6 +348,7 @@ internal static class Nucleus
     }
 
     /// <summary>The token drawn with uniform <paramref name="u"/> from the top-k, then top-p, set of <paramref name="p"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int Draw(ReadOnlySpan<float> p, int topK, double topP, double u, Scratch scratch)
     {
         int v = p.Length;
@@ -402,6 +405,7 @@ internal static class Nucleus
     }
 
     /// <summary>The sum of the values >= <paramref name="floor"/>, eight lanes at a time in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double KeptSum(ReadOnlySpan<float> p, float floor)
     {
         var lanes = MemoryMarshal.Cast<float, Vector<float>>(p);
@@ -420,6 +424,7 @@ internal static class Nucleus
     /// <summary>The first kept token (value >= <paramref name="floor"/>) at which the running mass of the kept tokens,
     /// in vocabulary order, exceeds <paramref name="target"/>: blocks whose kept mass stays below it are skipped
     /// whole, the block that crosses it is walked token by token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Walk(ReadOnlySpan<float> p, float floor, double target)
     {
         var lanes = MemoryMarshal.Cast<float, Vector<float>>(p);
@@ -446,6 +451,7 @@ internal static class Nucleus
     }
 
     /// <summary>The k-th largest value (1-based) of <paramref name="a"/>, which is reordered.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float KthLargest(Span<float> a, int k)
     {
         int lo = 0, hi = a.Length - 1, want = k - 1; // index of the answer when sorted descending
@@ -470,6 +476,7 @@ internal static class Nucleus
 
     /// <summary>The largest t such that the values >= t sum to at least <paramref name="need"/> (the smallest set of
     /// the largest values reaching that mass keeps everything >= t). <paramref name="a"/> is reordered.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float MassThreshold(Span<float> a, double need)
     {
         int lo = 0, hi = a.Length - 1;
