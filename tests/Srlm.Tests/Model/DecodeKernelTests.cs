@@ -10,22 +10,9 @@ public class DecodeKernelTests(ITestOutputHelper output)
 {
     public static TheoryData<string> Configs() => new() { "llama-gqa", "qwen2-bias-tied", "llama3-rope-scaling", "yarn" };
 
-    private static LlamaConfig ConfigOf(string name) => name switch
-    {
-        "llama-gqa" => TestModels.Llama(vocab: 320),
-        "qwen2-bias-tied" => TestModels.Qwen2Tied(vocab: 320),
-        "llama3-rope-scaling" => TestModels.Llama(vocab: 320) with
-        {
-            RopeTheta = 500_000,
-            RopeScaling = new RopeScaling { Kind = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 16 },
-        },
-        "yarn" => TestModels.Llama(vocab: 320) with { RopeScaling = new RopeScaling { Kind = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 32 } },
-        _ => throw new ArgumentException(name),
-    };
-
     private static LanguageModel Model(string name, long seed = 7, double initStd = 0.25)
     {
-        var lm = TestModels.CharModel(seed: seed, initStd: initStd, config: ConfigOf(name));
+        var lm = TestModels.CharModel(seed: seed, initStd: initStd, config: TestModels.Named(name));
         if (name.StartsWith("qwen2", StringComparison.Ordinal))
         {
             // The biases come from the model's seed, not the global generator: drawn from whatever state other tests

@@ -26,18 +26,6 @@ public class HfReferenceTests(ITestOutputHelper output)
 
     public static TheoryData<string> Configs() => new() { "llama-gqa", "qwen2-bias-tied", "llama3-rope-scaling" };
 
-    private static LlamaConfig ConfigOf(string name) => name switch
-    {
-        "llama-gqa" => TestModels.Llama(vocab: 320),
-        "qwen2-bias-tied" => TestModels.Qwen2Tied(vocab: 320),
-        "llama3-rope-scaling" => TestModels.Llama(vocab: 320) with
-        {
-            RopeTheta = 500_000,
-            RopeScaling = new RopeScaling { Kind = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 16 },
-        },
-        _ => throw new ArgumentException(name),
-    };
-
     [SkippableTheory]
     [MemberData(nameof(Configs))]
     public void Saved_checkpoint_gives_the_same_logits_in_the_independent_PyTorch_reference(string name)
@@ -45,7 +33,7 @@ public class HfReferenceTests(ITestOutputHelper output)
         var missing = PythonTorchMissing();
         Skip.If(missing is not null, missing);
 
-        using var lm = TestModels.CharModel(seed: 5, config: ConfigOf(name));
+        using var lm = TestModels.CharModel(seed: 5, config: TestModels.Named(name));
         var dir = TestModels.TempDir("hfref-" + name);
         lm.Save(dir);
         long[,] ids = new long[2, 24];
@@ -114,7 +102,7 @@ public class HfReferenceTests(ITestOutputHelper output)
 
         // initStd 0.1, as in DecodeKernelTests' tolerance test: the tests' usual 0.25 makes a random network chaotic
         // enough that rounding any weight moves the logits by several percent.
-        using (var source = TestModels.CharModel(seed: 5, initStd: 0.1, config: ConfigOf(name)))
+        using (var source = TestModels.CharModel(seed: 5, initStd: 0.1, config: TestModels.Named(name)))
         {
             var save = TestModels.TempDir("hfref-low-" + name + "-" + dtypeName);
             source.Save(save);

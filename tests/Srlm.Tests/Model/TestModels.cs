@@ -21,6 +21,21 @@ internal static class TestModels
 
     public static LlamaConfig LlamaTied(int vocab = 96) => Llama(vocab) with { TieWordEmbeddings = true };
 
+    /// <summary>The architectures the kernel and reference tests run on, by name, with a 320-token vocabulary:
+    /// llama-gqa, qwen2-bias-tied, llama3-rope-scaling, yarn.</summary>
+    public static LlamaConfig Named(string name) => name switch
+    {
+        "llama-gqa" => Llama(vocab: 320),
+        "qwen2-bias-tied" => Qwen2Tied(vocab: 320),
+        "llama3-rope-scaling" => Llama(vocab: 320) with
+        {
+            RopeTheta = 500_000,
+            RopeScaling = new RopeScaling { Kind = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 16 },
+        },
+        "yarn" => Llama(vocab: 320) with { RopeScaling = new RopeScaling { Kind = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 32 } },
+        _ => throw new ArgumentException(name),
+    };
+
     public const string Alphabet = "abcdefghijklmnopqrstuvwxyz .,!?ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     /// <summary>A random-weight model with a character-level tokenizer; initStd large enough that sampling is not uniform.</summary>
