@@ -73,11 +73,11 @@ internal static unsafe class CacheAttention
                             capacity, (int)(past + i + 1), valid, ps, pk);
                     }
             }
-            Parallel.For(0, Math.Min(rows, threads * 8), new ParallelOptions { MaxDegreeOfParallelism = threads },
+            int parts = Math.Min(rows, threads * 8);
+            Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = threads },
                 () => (new float[slots], new float[d]),
                 (part, _, scratch) =>
                 {
-                    int parts = Math.Min(rows, threads * 8);
                     Span((int)((long)rows * part / parts), (int)((long)rows * (part + 1) / parts), scratch.Item1, scratch.Item2);
                     return scratch;
                 },
@@ -100,13 +100,13 @@ internal static unsafe class CacheAttention
                 fixed (float* pkt = kt, pvf = vf)
                 {
                     float* dst = pkt + (long)pair * d * lanes;
+                    float* key = stackalloc float[d];
                     for (int s = 0; s < slots; s++)
-                        for (int j = 0; j < d; j++) dst[(long)j * lanes + s] = DecodeKernel.Load(kRow, cacheType, head + (long)s * d + j);
-                    if (copyValues)
                     {
-                        float* vdst = pvf + (long)pair * slots * d;
-                        for (long e = 0; e < slots * d; e++) vdst[e] = DecodeKernel.Load(vRow, cacheType, head + e);
+                        DecodeKernel.WidenRow(kRow, cacheType, head + (long)s * d, key, d);
+                        for (int j = 0; j < d; j++) dst[(long)j * lanes + s] = key[j];
                     }
+                    if (copyValues) DecodeKernel.WidenRow(vRow, cacheType, head, pvf + (long)pair * slots * d, checked((int)(slots * d)));
                 }
             });
             const int QueryBlock = 64;
