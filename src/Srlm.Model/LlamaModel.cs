@@ -137,7 +137,7 @@ public sealed class LlamaAttention : nn.Module
             k = k.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
             v = v.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
         }
-        var y = F.scaled_dot_product_attention(q, k, v, mask, training ? _dropout : 0.0, causal && mask is null); // (B, H, T, D)
+        var y = MetaFallback.Attention(q, k, v, mask, training ? _dropout : 0.0, causal && mask is null); // (B, H, T, D)
         y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);                                                    // (B, T, H*D)
         return TensorMath.Linear(o_proj, y).MoveToOuterDisposeScope();
     }
@@ -197,7 +197,7 @@ public sealed class LlamaModel : nn.Module
     internal ModuleList<LlamaDecoderLayer> Layers => layers;
     internal LlamaRMSNorm Norm => norm;
 
-    public Tensor Embed(Tensor inputIds) => embed_tokens.forward(inputIds);
+    public Tensor Embed(Tensor inputIds) => MetaFallback.Embedding(embed_tokens, inputIds);
 
     /// <param name="h">(B, T, C) embeddings; in a bfloat16/float16 model the residual stream runs in float32 (each
     /// sublayer's output is added to it in float32), as in the decode kernel.</param>
@@ -319,14 +319,14 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             {
                 var causalMask = CausalMask(past, t, inputIds.device);     // (1, 1, T, S)
                 var diag = DiagonalMask(past, t, inputIds.device);         // (1, 1, T, S): a padded query sees itself, never NaN
-                mask = valid.logical_and(causalMask).logical_or_(diag);
+                mask = valid.bitwise_and(causalMask).bitwise_or_(diag); // bool: the same as logical_and / logical_or
             }
         }
 
         var hidden = model.forward(h, cos, signedSin, mask, causal, cache); // (B, T, C)
         cache?.Advance(t);
         if (lastOnly) hidden = hidden.narrow(1, t - 1, 1);
-        else if (rows is not null) hidden = hidden.reshape(b * t, hidden.shape[2]).index_select(0, rows); // (N, C)
+        else if (rows is not null) hidden = MetaFallback.IndexSelect(hidden.reshape(b * t, hidden.shape[2]), rows); // (N, C)
         var logits = TensorMath.Linear(hidden, lm_head?.weight ?? model.EmbedWeight); // (B, T|1, V) or (N, V)
         return logits.MoveToOuterDisposeScope();
     }
@@ -341,7 +341,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         }
         var ropeTable = RopeTable(total, positionIds.device);
         long b = positionIds.shape[0], t = positionIds.shape[1], d = Config.HeadDimension;
-        var rows = ropeTable.index_select(0, positionIds.reshape(-1)).view(b, 1, t, 2 * d); // (B, 1, T, 2D)
+        var rows = MetaFallback.IndexSelect(ropeTable, positionIds.reshape(-1)).view(b, 1, t, 2 * d); // (B, 1, T, 2D)
         if (dtype != ScalarType.Float32) rows = rows.to(dtype);
         return (rows.narrow(-1, 0, d), rows.narrow(-1, d, d));
     }

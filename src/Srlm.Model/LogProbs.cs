@@ -17,6 +17,9 @@ public sealed class LogProbBatch : IDisposable
     public required Tensor Labels { get; init; }
     /// <summary>(B, T-1) float32: 1 where the target Labels[:, j] is a completion token.</summary>
     public required Tensor CompletionMask { get; init; }
+    /// <summary>(N) int64: the flat indexes into the (B, T-1) grid where CompletionMask is 1, in order; computed on
+    /// the host at collation, so scoring needs no device-to-host read of the mask (nonzero would wait for the GPU).</summary>
+    public required Tensor CompletionRows { get; init; }
     public required int[] PromptLengths { get; init; }
     public required int[] CompletionLengths { get; init; }
 
@@ -30,6 +33,7 @@ public sealed class LogProbBatch : IDisposable
         if (t < 2) throw new ArgumentException("sequences need at least two tokens");
         var ids = new long[b * t];
         var mask = new float[b * (t - 1)];
+        var completionRows = new List<long>();
         for (int i = 0; i < b; i++)
         {
             var (prompt, completion) = pairs[i];
@@ -38,17 +42,19 @@ public sealed class LogProbBatch : IDisposable
             for (int j = 0; j < t; j++)
                 ids[i * t + j] = j < p ? prompt[j] : j < length ? completion[j - p] : padId;
             // label position j predicts token j+1; it is a completion token when p <= j+1 < length
-            for (int j = p - 1; j < length - 1; j++) mask[i * (t - 1) + j] = 1f;
+            for (int j = p - 1; j < length - 1; j++) { mask[i * (t - 1) + j] = 1f; completionRows.Add(i * (t - 1) + j); }
         }
         using var scope = NewDisposeScope();
         var idsT = tensor(ids, [b, t], device: device);
         var labels = idsT.narrow(1, 1, t - 1);
         var maskT = tensor(mask, [b, t - 1], device: device);
+        var rowsT = tensor(completionRows.ToArray(), [completionRows.Count], device: device);
         return new LogProbBatch
         {
             InputIds = idsT.DetachFromDisposeScope(), // the batch owns its tensors
             Labels = labels.DetachFromDisposeScope(),
             CompletionMask = maskT.DetachFromDisposeScope(),
+            CompletionRows = rowsT.DetachFromDisposeScope(),
             PromptLengths = pairs.Select(x => x.Prompt.Count).ToArray(),
             CompletionLengths = pairs.Select(x => x.Completion.Count).ToArray(),
         };
@@ -59,6 +65,7 @@ public sealed class LogProbBatch : IDisposable
         Labels.Dispose();
         InputIds.Dispose();
         CompletionMask.Dispose();
+        CompletionRows.Dispose();
     }
 }
 
@@ -79,14 +86,14 @@ public static class LogProbs
         // multiplied by 0 anyway, and with a judge prompt of hundreds of tokens before a short judgement they are most
         // of the (B, T, V) logits. Row r of the (B, T-1) grid is position r + r / (T-1) of the (B, T) input.
         using var tm1 = (t - 1).ToScalar();
-        var rows = batch.CompletionMask.reshape(-1).nonzero().view(-1);                    // (N) into B*(T-1)
+        var rows = batch.CompletionRows;                                                   // (N) into B*(T-1)
         var positions = rows + rows.div(tm1, rounding_mode: RoundingMode.floor);          // (N) into B*T
         var logits = model.Forward(batch.InputIds, rows: positions);                       // (N, V)
         if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);  // softmax statistics in float32
-        var labels = batch.Labels.reshape(-1).index_select(0, rows);                        // (N)
+        var labels = MetaFallback.IndexSelect(batch.Labels.reshape(-1), rows);              // (N)
         var nll = F.cross_entropy(logits, labels, reduction: nn.Reduction.None);            // fused log-softmax + gather
-        var perToken = zeros(b * (t - 1), ScalarType.Float32, device: logits.device)
-            .index_copy(0, rows, nll.neg()).view(b, t - 1);                                // (B, T-1), 0 outside the completions
+        var perToken = MetaFallback.IndexCopy(zeros(b * (t - 1), ScalarType.Float32, device: logits.device), rows, nll.neg())
+            .view(b, t - 1);                                                                // (B, T-1), 0 outside the completions
         var sum = perToken.sum(1);                                                         // (B)
         return (sum.MoveToOuterDisposeScope(), perToken.MoveToOuterDisposeScope());
     }

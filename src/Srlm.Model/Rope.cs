@@ -91,7 +91,7 @@ public static class Rope
     public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         long half = x.shape[^1] / 2;
-        using var rolled = x.roll(half, -1); // [x2, x1]
+        using var rolled = MetaFallback.Roll(x, half); // [x2, x1]
         using var one = 1.ToScalar();
         var y = x.mul(cos);
         return y.addcmul_(rolled, signedSin, one);

@@ -1,3 +1,4 @@
+using Srlm.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -48,7 +49,7 @@ public static class DpoLoss
         var refRejected = referenceRejected.detach();
         // Rafailov et al. 2023, eq. 7: L = -log sigma(beta * [(log pi(yw|x) - log ref(yw|x)) - (log pi(yl|x) - log ref(yl|x))])
         var logits = (policyChosen - refChosen) - (policyRejected - refRejected);
-        var losses = -nn.functional.logsigmoid(logits * beta);
+        var losses = -MetaFallback.LogSigmoid(logits * beta);
         return losses.MoveToOuterDisposeScope();
     }
 

@@ -10,7 +10,8 @@ namespace Srlm.Tests.Model;
 /// Models compute on the device they are given (SRLM_DEVICE). No GPU exists where these tests run, so the proof is
 /// twofold: a source check that every tensor factory call in Srlm.Model and Srlm.Training names a device, and the
 /// forward, log-prob and DPO-step paths run with the model on libtorch's meta device (shapes only, no values), where
-/// a tensor left on the CPU is a device-mismatch error just as it would be on a GPU.
+/// a tensor left on the CPU is a device-mismatch error just as it would be on a GPU (through <see cref="MetaFallback"/>
+/// for the four ops the C++ libtorch has no meta kernel for).
 /// </summary>
 public sealed class DeviceTests
 {
@@ -160,10 +161,9 @@ public sealed class DeviceTests
 
     // ---- the meta device ----
     // libtorch's meta device computes shapes only; a CPU tensor mixed into a meta computation is a device mismatch,
-    // as it would be on a GPU. The C++ libtorch that TorchSharp ships registers no meta kernel for several ops the
-    // forward pass needs (PyTorch registers them from Python), so the forward itself cannot run on meta here
-    // (see the last test); what does run on meta is tested: the model's parameters, its KV cache, the log-prob batch,
-    // the log-prob and DPO reference tensors, and an optimizer step.
+    // as it would be on a GPU. The C++ libtorch lacks meta kernels for four ops of these paths (the last test pins
+    // that); MetaFallback computes them from other ops on meta only, so the whole forward, log-prob and DPO step run
+    // there, while CPU and GPU keep the ops themselves.
 
     [Fact]
     public void A_model_built_on_a_device_keeps_its_parameters_cache_and_log_prob_batches_there()
@@ -219,40 +219,181 @@ public sealed class DeviceTests
         Assert.All(model.parameters(), p => Assert.Equal((DeviceType.META, DeviceType.META), (p.device_type, p.grad!.device_type)));
     }
 
-    [Fact]
-    public void A_tensor_left_on_the_cpu_is_a_device_mismatch_on_meta()
+    public static TheoryData<string> Architectures => new() { "llama-gqa", "qwen2-bias-tied", "llama3-rope-scaling", "yarn", "dynamic" };
+
+    private static LlamaConfig Architecture(string name) => name == "dynamic"
+        ? TestModels.Llama(vocab: 320) with { MaxPositionEmbeddings = 4, RopeScaling = new RopeScaling { Kind = "dynamic", Factor = 2 } }
+        : TestModels.Named(name);
+
+    private static void AssertOnMeta(Tensor t, params long[] shape)
     {
-        // What the meta tests rely on: libtorch's elementwise ops refuse to mix a CPU tensor into a meta computation
-        // (matmul, cat, gather and cross_entropy's meta shape functions do not check, so only elementwise steps catch it).
+        Assert.Equal(DeviceType.META, t.device_type);
+        Assert.Equal(shape, t.shape);
+    }
+
+    [Theory]
+    [MemberData(nameof(Architectures))]
+    public void The_forward_runs_on_meta_causal_padded_and_over_a_kv_cache(string architecture)
+    {
+        var config = Architecture(architecture);
+        long v = config.VocabSize;
+        using var model = new LlamaForCausalLM(config, META);
         using var scope = NewDisposeScope();
+        var ids = ones(2, 5, ScalarType.Int64, device: META);
+
+        // Training: plain causal attention, with grad, and the backward pass.
+        model.train();
+        var logits = model.Forward(ids);
+        AssertOnMeta(logits, 2, 5, v);
+        logits.sum().backward();
+        Assert.All(model.parameters(), p => Assert.Equal(DeviceType.META, p.grad!.device_type));
+
+        model.eval();
+        using var _ = no_grad();
+        // Left padding (positions from the mask), logits of some rows only (what log-probs ask for).
+        var mask5 = ones(2, 5, ScalarType.Int64, device: META);
+        var rows = model.Forward(ids, attentionMask: mask5, rows: arange(3, dtype: ScalarType.Int64, device: META));
+        AssertOnMeta(rows, 3, v);
+        // Generation's path off the CPU: a padded prefill into a KV cache, a chunk after it, a decode step.
+        using var cache = new KvCache(config, 2, 16, ScalarType.Float32, model.Device);
+        AssertOnMeta(model.Forward(ids, attentionMask: mask5, cache: cache, lastOnly: true), 2, 1, v);
+        AssertOnMeta(model.Forward(ones(2, 3, ScalarType.Int64, device: META), attentionMask: ones(2, 8, ScalarType.Int64, device: META), cache: cache), 2, 3, v);
+        var step = model.Forward(ones(2, 1, ScalarType.Int64, device: META), attentionMask: ones(2, 9, ScalarType.Int64, device: META), cache: cache);
+        AssertOnMeta(step, 2, 1, v);
+        Assert.Equal(9, cache.Length);
+        // Unpadded over a cache: the causal mask offset by the cached length.
+        using var plain = new KvCache(config, 2, 16, ScalarType.Float32, model.Device);
+        model.Forward(ids, cache: plain);
+        AssertOnMeta(model.Forward(ones(2, 3, ScalarType.Int64, device: META), cache: plain), 2, 3, v);
+    }
+
+    [Fact]
+    public void Log_probs_and_a_whole_dpo_step_run_on_meta()
+    {
+        // DPO with the NLL term and replay, backward, and two AdamW steps: the trainer's step, with the policy on meta.
+        using var policy = new LlamaForCausalLM(TestModels.Qwen2Tied(), META);
+        policy.train();
+        using var optimizer = optim.AdamW(policy.parameters(), 1e-3);
+        TokenizedPair[] pairs = [new("a", [1, 5, 6], [7, 8, 2], [9, 2]), new("b", [1, 9], [2], [3, 4, 5, 2])];
+        TokenizedSequence[] replayed = [new([1, 4], [5, 6, 2])];
+        var options = new DpoOptions { NllWeight = 0.2, ReplayWeight = 0.5 };
+        for (int stepIndex = 0; stepIndex < 2; stepIndex++)
+        {
+            using var scope = NewDisposeScope();
+            var (refChosen, refRejected) = DpoTrainer.StoredReferenceLogps([-3f, -4f], [-5f, -6f], [0, 1], policy.Device);
+            var (loss, logps) = DpoTrainer.MicroLoss(policy, pairs, refChosen, refRejected, options, normalizer: 2, replayed);
+            AssertOnMeta(loss);
+            AssertOnMeta(logps, 4);
+            loss.backward();
+            optimizer.step();
+            optimizer.zero_grad();
+        }
+        Assert.All(policy.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
+
+        using var batch = TokenLogProbs.Collate(replayed.Concat(pairs.Select(p => p.ChosenSequence)), policy.Device);
+        using var __ = no_grad();
+        var (sum, perToken) = LogProbs.Compute(policy, batch);
+        AssertOnMeta(sum, 3);
+        AssertOnMeta(perToken, 3, 5);
+        sum.Dispose(); perToken.Dispose();
+    }
+
+    [Fact]
+    public void A_tensor_left_on_the_cpu_in_a_meta_forward_or_dpo_loss_is_a_device_mismatch()
+    {
+        // What the meta tests rely on: with the model on meta, an input, mask, position or row index made on the CPU
+        // stops the forward (libtorch's elementwise ops refuse to mix devices; MetaFallback's stand-ins check indexes
+        // and masks themselves, as index_select and attention do on a GPU).
+        using var model = new LlamaForCausalLM(TestModels.Llama(), META);
+        model.eval();
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var ids = ones(2, 5, ScalarType.Int64, device: META);
+        var mistakes = new (string What, Action Run)[]
+        {
+            ("input ids", () => model.Forward(ones(2, 5, ScalarType.Int64, device: CPU))),
+            ("attention mask", () => model.Forward(ids, attentionMask: ones(2, 5, ScalarType.Int64, device: CPU))),
+            ("position ids", () => model.Forward(ids, positionIds: arange(5, dtype: ScalarType.Int64, device: CPU).unsqueeze(0).expand(2, 5))),
+            ("rows", () => model.Forward(ids, rows: arange(3, dtype: ScalarType.Int64, device: CPU))),
+            ("attention mask over a cache", () =>
+            {
+                using var cache = new KvCache(model.Config, 2, 16, ScalarType.Float32, model.Device);
+                model.Forward(ids, cache: cache);
+                model.Forward(ones(2, 1, ScalarType.Int64, device: META), attentionMask: ones(2, 6, ScalarType.Int64, device: CPU), cache: cache);
+            }),
+        };
+        foreach (var (what, run) in mistakes)
+        {
+            var e = Assert.ThrowsAny<Exception>(run);
+            Assert.True(e.Message.StartsWith("Expected all tensors to be on the same device", StringComparison.Ordinal), $"{what}: {e.Message.Split('\n')[0]}");
+        }
+
         var policy = empty([2], device: META);
         var (onMeta, _) = DpoTrainer.StoredReferenceLogps([-3f, -4f], [-5f, -6f], [0, 1], META);
         var (onCpu, _) = DpoTrainer.StoredReferenceLogps([-3f, -4f], [-5f, -6f], [0, 1], CPU);
         var mismatch = Assert.ThrowsAny<Exception>(() => DpoLoss.Losses(policy, policy, onCpu, onCpu, 0.1));
         Assert.StartsWith("Expected all tensors to be on the same device", mismatch.Message);
-        // With the reference on the policy's device the subtractions pass, and the loss stops only at log_sigmoid,
-        // which has no meta kernel (see below).
-        var missing = Assert.ThrowsAny<Exception>(() => DpoLoss.Losses(policy, policy, onMeta, onMeta, 0.1));
-        Assert.Contains("log_sigmoid", missing.Message);
+        Assert.Equal(DeviceType.META, DpoLoss.Losses(policy, policy, onMeta, onMeta, 0.1).device_type);
     }
 
     [Fact]
-    public void Why_the_forward_pass_does_not_run_on_meta_with_this_libtorch()
+    public void The_meta_stand_ins_compute_what_the_ops_they_replace_compute()
     {
-        // The embedding lookup and the RoPE rows (index_select), the rotation (roll), attention (where, inside
-        // scaled_dot_product_attention), the DPO loss (log_sigmoid) and the padding masks (logical_and) have no meta
-        // kernel in the C++ libtorch. When this test fails, libtorch has gained them: run the forward, log-prob and
-        // DPO-step paths on meta in the tests above.
+        // On the CPU, where both have values: MetaFallback's stand-ins against the libtorch ops they replace on meta.
+        using var scope = NewDisposeScope();
+        using var g = new torch.Generator(7);
+        var x = randn([2, 4, 6, 8], generator: g);
+        Assert.True(MetaFallback.RollByParts(x, 4).allclose(x.roll(4, -1), rtol: 0, atol: 0));
+        Assert.True(MetaFallback.RollByParts(x, -3).allclose(x.roll(-3, -1), rtol: 0, atol: 0));
+
+        var w = randn([10, 8], generator: g);
+        var index = tensor(new long[] { 3, 0, 3, 9 });
+        Assert.True(MetaFallback.GatherRows(w, index).allclose(w.index_select(0, index), rtol: 0, atol: 0));
+        var ids = tensor(new long[] { 1, 2, 3, 4, 5, 9 }, [2, 3]);
+        Assert.True(MetaFallback.GatherRows(w, ids).allclose(w.index_select(0, ids.reshape(-1)).view(2, 3, 8), rtol: 0, atol: 0));
+
+        var rows = tensor(new long[] { 1, 4, 5 });
+        var source = randn([3], generator: g);
+        Assert.True(MetaFallback.PutRows(zeros(8), rows, source).allclose(zeros(8).index_copy(0, rows, source), rtol: 0, atol: 0));
+
+        var z = randn([64], generator: g) * 30;
+        Assert.True(MetaFallback.LogSigmoidByParts(z).allclose(nn.functional.logsigmoid(z), rtol: 1e-5, atol: 1e-6));
+
+        var q = randn([2, 4, 6, 8], generator: g);
+        var k = randn([2, 4, 6, 8], generator: g);
+        var v = randn([2, 4, 6, 8], generator: g);
+        void Same(Tensor? mask, bool causal, string what) => Assert.True(
+            MetaFallback.AttentionByParts(q, k, v, mask, causal).allclose(nn.functional.scaled_dot_product_attention(q, k, v, mask, 0, causal), rtol: 1e-4, atol: 1e-5), what);
+        Same(null, false, "no mask");
+        Same(null, true, "causal");
+        // Row 1 left-padded by two: its padded queries see only themselves, as LlamaForCausalLM's masks have it.
+        var valid = tensor(new[] { true, true, true, true, true, true, false, false, true, true, true, true }, [2, 1, 1, 6]);
+        var causalMask = ones([6, 6], ScalarType.Bool).tril().view(1, 1, 6, 6);
+        var padded = valid.bitwise_and(causalMask).bitwise_or(eye(6, dtype: ScalarType.Bool).view(1, 1, 6, 6));
+        Same(padded, false, "padded");
+    }
+
+    [Fact]
+    public void The_ops_MetaFallback_stands_in_for_still_lack_meta_kernels_in_this_libtorch()
+    {
+        // The embedding lookup and row gathers (index_select, also in index_copy's backward), the RoPE rotation (roll),
+        // attention (where, inside scaled_dot_product_attention) and the DPO loss (log_sigmoid). When this test fails, libtorch has gained the
+        // kernel: let MetaFallback call that op on meta too.
         using var scope = NewDisposeScope();
         var x = empty([2, 3, 5, 8], device: META);
         var ids = tensor(new long[] { 1, 2 }, device: META);
         var missing = new (string Op, Func<Tensor> Run)[]
         {
             ("index_select", () => empty([10, 4], device: META).index_select(0, ids)),
+            ("index_copy's backward", () =>
+            {
+                var source = empty([2], device: META).requires_grad_();
+                zeros(10, device: META).index_copy(0, ids, source).sum().backward();
+                return source.grad!;
+            }),
             ("roll", () => x.roll(4, -1)),
             ("scaled_dot_product_attention", () => nn.functional.scaled_dot_product_attention(x, x, x, null, 0, true)),
             ("log_sigmoid", () => nn.functional.logsigmoid(empty([3], device: META))),
-            ("logical_and", () => ones([1, 5], ScalarType.Bool, device: META).logical_and(ones([5, 5], ScalarType.Bool, device: META))),
         };
         foreach (var (op, run) in missing)
         {

@@ -111,6 +111,7 @@ public class TrainerTests
         Assert.Equal(new long[] { 5, 6, 7, 2, 9, 2, 0, 0 }, batch.Labels.contiguous().data<long>().ToArray());
         // labels 7 and 2 of row 0 are completion; label 2 of row 1 is completion.
         Assert.Equal(new float[] { 0, 0, 1, 1, 0, 1, 0, 0 }, batch.CompletionMask.data<float>().ToArray());
+        Assert.Equal(new long[] { 2, 3, 5 }, batch.CompletionRows.data<long>().ToArray()); // the mask's ones, in order
     }
 
     [Fact]
