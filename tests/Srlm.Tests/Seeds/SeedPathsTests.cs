@@ -36,28 +36,35 @@ public sealed class SeedPathsTests() : StoreFolderTest("srlm-seedpaths-")
             """, ["2+2?", "System: Be terse.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: 3+3?"] },
     };
 
+    /// <summary>The SFT examples of <paramref name="ift"/> (with the EFT file and a judge template written beside it)
+    /// on both paths: <c>srlm train</c>'s reading, and the trainer service's after the run spec naming
+    /// <paramref name="checkpointFolder"/> as M1 is uploaded as run <paramref name="runId"/>.</summary>
+    private async Task<(IReadOnlyList<Srlm.Training.SftExample> Cli, IReadOnlyList<TextExample> Service)> BothPathsAsync(string ift, string checkpointFolder, string runId)
+    {
+        var eft = Write("eft.jsonl", Eft);
+        var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
+        var spec = RunSpecJson.Parse($$"""
+            { "schema_version": 1, "name": "paths", "models": { "m1": "{{Path.GetFileName(checkpointFolder)}}" },
+              "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
+            """);
+        var uploaded = await RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, runId, default);
+        var service = await SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), uploaded.StoredSpec, default);
+        return (TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft"), service);
+    }
+
     [Theory]
     [MemberData(nameof(Formats))]
     public async Task Each_format_gives_byte_identical_training_text_through_srlm_train_and_the_trainer_service(string format, string iftText, string[] prompts)
     {
         var ift = Write("ift.jsonl", iftText);
-        var eft = Write("eft.jsonl", Eft);
-        var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
-        var m1 = Path.GetFileName(OpsFixtures.CheckpointFolder(Folder, "weights"));
-        var spec = RunSpecJson.Parse($$"""
-            { "schema_version": 1, "name": "paths", "models": { "m1": "{{m1}}" },
-              "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
-            """);
-
-        var uploaded = await RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, "paths-1", default);
-        var service = await SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), uploaded.StoredSpec, default);
-        var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
+        var (cli, service) = await BothPathsAsync(ift, OpsFixtures.CheckpointFolder(Folder, "weights"), "paths-1");
 
         Assert.Equal(cli.Select(e => (e.Prompt, e.Completion)), service.Select(e => (e.Prompt, e.Completion)));
         Assert.Equal(prompts.Length + 4, cli.Count);
         Assert.Equal(prompts, cli.Take(prompts.Length).Select(e => e.Prompt));
         Assert.Equal(["Correct and brief.\nScore: 5", "Score: 1. Wrong sum.", "Right.\nScore: 5", "**Score:** 4/5"], cli.Skip(prompts.Length).Select(e => e.Completion));
         Assert.Equal("Rate it.\nQ: 2+2?\nA: 4\nEnd with Score: <0-5>.\n", cli[prompts.Length].Prompt);
+        var eft = Path.Combine(Folder, "eft.jsonl"); // written by BothPathsAsync
         Assert.Equal([$"{ift}:1", $"{ift}:2", $"{eft}:1", $"{eft}:2", $"{eft}:3", $"{eft}:4"], cli.Select(e => e.Source));
         Assert.Equal(format, Assert.Single(Srlm.Contracts.Seeds.SeedReader.ReadIft(ift).Formats).Key);
     }
@@ -82,15 +89,7 @@ public sealed class SeedPathsTests() : StoreFolderTest("srlm-seedpaths-")
             {"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"  Hello there!  "},{"role":"user","content":"Bye\n"},{"role":"assistant","content":"Bye."}]}
             {"instruction":"2+2?","answer":"4"}
             """);
-        var eft = Write("eft.jsonl", Eft);
-        var judge = Write("judge.txt", "Rate it.\nQ: {instruction}\nA: {response}\nEnd with Score: <0-5>.\n");
-        var spec = RunSpecJson.Parse($$"""
-            { "schema_version": 1, "name": "paths", "models": { "m1": "{{Path.GetFileName(folder)}}" },
-              "seed_data": { "ift": "ift.jsonl", "eft": "eft.jsonl" }, "judge": { "template_file": "judge.txt" } }
-            """);
-        var uploaded = await RunUpload.UploadAsync(Stores.Artifacts, Stores.Checkpoints, spec, Folder, "paths-chat", default);
-        var service = await SeedInputs.SftAsync(new RunSpecCache(Stores.Artifacts), uploaded.StoredSpec, default);
-        var cli = TrainCommand.SeedExamplesOf(ift, eft, judge, "--eft");
+        var (cli, service) = await BothPathsAsync(ift, folder, "paths-chat");
 
         // The text the trainer tokenizes (SftTrainer.Tokenize → JobRunner.EncodePrompt → PromptText.Of) on each path.
         var cliText = cli.Select(e => (Srlm.Training.PromptText.Of(template, e), e.Completion)).ToList();

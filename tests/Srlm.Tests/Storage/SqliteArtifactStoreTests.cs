@@ -76,23 +76,32 @@ public sealed class SqliteArtifactStoreTests : IDisposable
         Assert.Equal(0, (await b.GetIterationStatusAsync("r", 1)).Duplicates);
     }
 
+    /// <summary>A python3 process that opens the store at <paramref name="path"/>, takes SQLite's write lock (BEGIN
+    /// IMMEDIATE), inserts a metric of run <paramref name="runId"/>, holds the lock for <paramref name="holdSeconds"/>
+    /// and commits; returned once it holds the lock (within 30 s).</summary>
+    private static async Task<Process> HoldWriteLockAsync(string path, string runId, double holdSeconds)
+    {
+        var psi = new ProcessStartInfo("python3", ["-c", $$"""
+            import sqlite3, time
+            c = sqlite3.connect(r'{{path}}', isolation_level=None)
+            c.execute('BEGIN IMMEDIATE')
+            c.execute("INSERT INTO metrics(run_id, iteration, step, name, value) VALUES('{{runId}}', 0, 0, 'x', 1)")
+            print('locked', flush=True)
+            time.sleep({{holdSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}})
+            c.execute('COMMIT')
+            """]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var holder = Process.Start(psi)!;
+        Assert.Equal("locked", await holder.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+        return holder;
+    }
+
     [Fact]
     public async Task A_write_waits_for_another_process_holding_the_write_lock()
     {
         var path = _dir.File("locked.db");
         await using var store = await SqliteArtifactStore.OpenAsync(path);
         // A second OS process takes the write lock for ~1.5 s.
-        var psi = new ProcessStartInfo("python3", ["-c", $$"""
-            import sqlite3, time, sys
-            c = sqlite3.connect(r'{{path}}', isolation_level=None)
-            c.execute('BEGIN IMMEDIATE')
-            c.execute("INSERT INTO metrics(run_id, iteration, step, name, value) VALUES('other', 0, 0, 'x', 1)")
-            print('locked', flush=True)
-            time.sleep(1.5)
-            c.execute('COMMIT')
-            """]) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var other = Process.Start(psi)!;
-        Assert.Equal("locked", await other.StandardOutput.ReadLineAsync());
+        using var other = await HoldWriteLockAsync(path, "other", holdSeconds: 1.5);
         var sw = Stopwatch.StartNew();
         Assert.Equal(WriteOutcome.Inserted, await store.PutAsync(Make.Prompt("r", 1, 0)));
         sw.Stop();
@@ -107,16 +116,7 @@ public sealed class SqliteArtifactStoreTests : IDisposable
     {
         var path = _dir.File("killed.db");
         await using var store = await SqliteArtifactStore.OpenAsync(path);
-        var psi = new ProcessStartInfo("python3", ["-c", $$"""
-            import sqlite3, time
-            c = sqlite3.connect(r'{{path}}', isolation_level=None)
-            c.execute('BEGIN IMMEDIATE')
-            c.execute("INSERT INTO metrics(run_id, iteration, step, name, value) VALUES('dead', 0, 0, 'x', 1)")
-            print('locked', flush=True)
-            time.sleep(60)
-            """]) { RedirectStandardOutput = true };
-        using var other = Process.Start(psi)!;
-        Assert.Equal("locked", await other.StandardOutput.ReadLineAsync());
+        using var other = await HoldWriteLockAsync(path, "dead", holdSeconds: 60);
         var write = store.PutAsync(Make.Prompt("r", 1, 0));
         await Task.Delay(300);
         Assert.False(write.IsCompleted); // waiting for the lock holder
