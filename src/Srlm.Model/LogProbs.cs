@@ -87,7 +87,7 @@ public static class LogProbs
         // of the (B, T, V) logits. Row r of the (B, T-1) grid is position r + r / (T-1) of the (B, T) input.
         using var tm1 = (t - 1).ToScalar();
         var rows = batch.CompletionRows;                                                   // (N) into B*(T-1)
-        var positions = rows + rows.div(tm1, rounding_mode: RoundingMode.floor);          // (N) into B*T
+        var positions = TensorMath.Add(rows, rows.div(tm1, rounding_mode: RoundingMode.floor)); // (N) into B*T
         var logits = model.Forward(batch.InputIds, rows: positions);                       // (N, V)
         if (logits.dtype != ScalarType.Float32) logits = logits.to(ScalarType.Float32);  // softmax statistics in float32
         var labels = MetaFallback.IndexSelect(batch.Labels.reshape(-1), rows);              // (N)
