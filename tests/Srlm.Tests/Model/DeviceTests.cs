@@ -377,8 +377,8 @@ public sealed class DeviceTests
     public void The_ops_MetaFallback_stands_in_for_still_lack_meta_kernels_in_this_libtorch()
     {
         // The embedding lookup and row gathers (index_select, also in index_copy's backward), the RoPE rotation (roll),
-        // attention (where, inside scaled_dot_product_attention) and the DPO loss (log_sigmoid). When this test fails, libtorch has gained the
-        // kernel: let MetaFallback call that op on meta too.
+        // attention (where, inside scaled_dot_product_attention) and the DPO loss (log_sigmoid). When this test fails,
+        // libtorch has gained the kernel: let MetaFallback call that op on meta too.
         using var scope = NewDisposeScope();
         var x = empty([2, 3, 5, 8], device: META);
         var ids = tensor(new long[] { 1, 2 }, device: META);
