@@ -1,5 +1,3 @@
-using Srlm.ServiceKit;
-
 namespace Srlm.Bench.JudgeHost;
 
 /// <summary>The pipeline benchmark's judge model: every judge sample is "Score: 3", answered at once, so what a judgement

@@ -1,10 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-using TorchSharp;
-using static TorchSharp.torch;
-
 // Over 300 lines on purpose: one benchmark: its models, the machine's peak measurements, each mode and the JSON.
 namespace Srlm.Bench;
 

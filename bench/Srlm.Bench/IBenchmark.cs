@@ -1,5 +1,3 @@
-using System.Text.Json.Nodes;
-
 namespace Srlm.Bench;
 
 /// <summary>One benchmark of `srlm bench NAME`. Implementations are found by reflection in this assembly, so a new

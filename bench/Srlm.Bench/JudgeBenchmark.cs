@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-using TorchSharp;
-
 namespace Srlm.Bench;
 
 /// <summary>Issue 17: judging with shared prompt prefixes computed once. A fixed judge workload (a rubric every

@@ -1,11 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Reflection;
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Srlm.Bench;
 

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Srlm.LocalBroker;
 
 /// <summary>Runs a local process to its end with a deadline: both output streams read while it runs (so a full pipe

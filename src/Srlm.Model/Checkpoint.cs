@@ -1,8 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>Sampling defaults stored as generation_config.json.</summary>

@@ -1,9 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using TorchSharp;
-using static TorchSharp.torch;
-
 // Over 300 lines on purpose: one kernel: the step, its vector products and their bf16 twins stay together so the one summation order every row count shares is visible.
 namespace Srlm.Model;
 

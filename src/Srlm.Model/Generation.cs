@@ -1,9 +1,4 @@
 using System.Numerics;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using Srlm.Model.Tokenization;
-using TorchSharp;
-using static TorchSharp.torch;
 
 // Over 300 lines on purpose: sampling options, the generator's prefill, decode loop and sampling: the one decode path, read top to bottom.
 namespace Srlm.Model;

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>Keys and values of every layer for a batch, preallocated to a capacity and filled in place, so a

@@ -1,6 +1,3 @@
-using Srlm.Model.Tokenization;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>A loaded checkpoint: the network, its tokenizer, its prompt template and sampling defaults.

@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-
 namespace Srlm.Model;
 
 /// <summary>RoPE scaling from config.json's "rope_scaling". Kind "default" means none.</summary>

@@ -1,6 +1,4 @@
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 // Field names equal Hugging Face checkpoint keys, so the parameter names are the safetensors keys:

@@ -1,5 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Srlm.Model;

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>Loaded models keyed by checkpoint id, bounded by the bytes of their weights: the least recently used

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>The dtypes a model may be held and run in, by their Hugging Face <c>torch_dtype</c> names. float32 is the

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 // Over 300 lines on purpose: the kept-prefix cache and the shared prefill that fills and reads it.
 namespace Srlm.Model;
 

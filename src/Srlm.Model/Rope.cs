@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>Rotary position embeddings (HF "rotate_half" layout) with the scaling kinds of HF configs.

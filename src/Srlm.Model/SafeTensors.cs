@@ -1,9 +1,3 @@
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>One tensor's entry in a safetensors header: offsets are relative to the data section.</summary>

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>A LanguageModel living on its own executor thread. Every method is safe to call from any thread.</summary>

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Model;
 
 /// <summary>Process-wide libtorch settings: the thread count (SRLM_THREADS, so that several processes can share a

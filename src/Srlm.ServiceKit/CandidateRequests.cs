@@ -1,6 +1,3 @@
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-
 namespace Srlm.ServiceKit;
 
 /// <summary>The seeded requests that sample a prompt's candidates: the generator's candidates and the trainer's

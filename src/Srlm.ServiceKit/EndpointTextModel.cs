@@ -1,6 +1,5 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -10,10 +9,6 @@ using OpenAI;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.Messaging.Bus;
-using Srlm.Storage;
 
 namespace Srlm.ServiceKit;
 

@@ -1,6 +1,3 @@
-using MassTransit;
-using Srlm.Messaging.Bus;
-
 namespace Srlm.ServiceKit;
 
 /// <summary>Where commands go: the queue of the consumer that handles a command, named by the project's

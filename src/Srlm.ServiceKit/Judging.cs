@@ -1,7 +1,3 @@
-using Srlm.Contracts.Judging;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-
 namespace Srlm.ServiceKit;
 
 /// <summary>One judge sample: the raw text the model wrote, its parse, the seed that produced it, and why its

@@ -1,8 +1,4 @@
-using System.Collections.Concurrent;
 using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.Messaging.Bus;
-using Srlm.Storage;
 
 namespace Srlm.ServiceKit;
 

@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-
 // Over 300 lines on purpose: every stored record type side by side, so their logical keys and schema versions can be compared at a glance.
 namespace Srlm.Storage;
 

@@ -1,5 +1,4 @@
 using System.Collections;
-using Polly;
 using Srlm.Storage.Checkpoints;
 using Srlm.Storage.Mongo;
 using Srlm.Storage.Sqlite;

@@ -1,6 +1,3 @@
-using Microsoft.Data.Sqlite;
-using MongoDB.Driver;
-using Polly;
 using Polly.Retry;
 
 namespace Srlm.Storage;

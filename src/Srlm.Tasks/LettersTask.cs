@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Text;
-using System.Text.RegularExpressions;
-
 namespace Srlm.Tasks;
 
 /// <summary>Knobs of the letters family (the difficulty dial).</summary>

@@ -1,7 +1,3 @@
-using Srlm.Model;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Training;
 
 /// <summary>Per-batch DPO statistics, named the way the metrics read them (trl's names).</summary>

@@ -1,8 +1,3 @@
-using System.Text.Json;
-using Srlm.Model;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Training;
 
 /// <summary>A tokenized preference pair; reference log-probs are the sums under the frozen reference

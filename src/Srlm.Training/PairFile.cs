@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Srlm.Contracts.Seeds;
-
 namespace Srlm.Training;
 
 /// <summary>One supervised example: the user prompt (before the model's prompt template is applied) and the completion

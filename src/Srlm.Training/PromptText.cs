@@ -1,6 +1,4 @@
-using Srlm.Contracts.Seeds;
 using Srlm.Model.ChatTemplates;
-using Srlm.Model.Tokenization;
 
 namespace Srlm.Training;
 

@@ -1,7 +1,3 @@
-using Srlm.Model;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Training;
 
 /// <summary>Supervised fine-tuning: cross-entropy on completion tokens only (the prompt is masked).</summary>

@@ -1,6 +1,3 @@
-using Srlm.Model;
-using static TorchSharp.torch;
-
 namespace Srlm.Training;
 
 /// <summary>A tokenized (prompt, completion) sequence; the completion includes the end-of-sequence token.</summary>

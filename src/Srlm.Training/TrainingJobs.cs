@@ -1,11 +1,3 @@
-using Srlm.Contracts.Seeds;
-using System.Security.Cryptography;
-using System.Text.Json;
-using System.Text.Json.Serialization;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-using TorchSharp;
-
 // Over 300 lines on purpose: the two job records, their metadata and the job runner both trainers share.
 namespace Srlm.Training;
 

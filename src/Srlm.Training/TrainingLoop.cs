@@ -1,8 +1,4 @@
 using System.Diagnostics;
-using Srlm.Model;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Srlm.Training;
 

@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-
 namespace Srlm.Training;
 
 /// <summary>Which checkpoint a job writes to its output directory when a validation split is used.</summary>

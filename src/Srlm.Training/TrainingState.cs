@@ -1,9 +1,4 @@
-using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Srlm.Training;
 

@@ -1,10 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-using Srlm.Trainer;
 using Srlm.Training;
 
 namespace Srlm.FaultHost;

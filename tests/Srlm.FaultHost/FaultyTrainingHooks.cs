@@ -1,7 +1,3 @@
-using Microsoft.Extensions.Logging;
-using Srlm.Storage;
-using Srlm.Trainer;
-
 namespace Srlm.FaultHost;
 
 /// <summary>The trainer's hooks as the fault tests want them: a hang after a step of the main arm, holds (heartbeating)

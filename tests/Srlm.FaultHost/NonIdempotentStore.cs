@@ -1,5 +1,4 @@
 using System.Reflection;
-using Srlm.Storage;
 
 namespace Srlm.FaultHost;
 

@@ -6,9 +6,7 @@
 using Srlm.FaultHost;
 using Srlm.Judge;
 using Srlm.Messaging.Bus;
-using Srlm.Messaging.Configuration;
 using Srlm.Messaging.Hosting;
-using Srlm.Trainer;
 
 FaultOptions faults;
 try { faults = FaultOptions.FromEnvironment(Environment.GetEnvironmentVariable); }

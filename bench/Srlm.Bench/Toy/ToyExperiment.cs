@@ -1,14 +1,7 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Text.RegularExpressions;
 using Srlm.Contracts.Judging;
 using Srlm.Contracts.Seeds;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
 using Srlm.Tasks;
-using Srlm.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Srlm.Bench.Toy;
 

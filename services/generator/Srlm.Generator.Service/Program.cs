@@ -6,7 +6,6 @@
 using Srlm.Generator;
 using Srlm.Messaging.Bus;
 using Srlm.Messaging.Hosting;
-using Srlm.Tasks;
 
 return await SrlmHost.RunAsync(args, "generator", builder =>
 {

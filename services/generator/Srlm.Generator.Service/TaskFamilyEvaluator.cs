@@ -1,5 +1,3 @@
-using Srlm.Tasks;
-
 namespace Srlm.Generator;
 
 /// <summary>Checks answers with a task family's checker, for evaluation's accuracy. The one definition, compiled into

@@ -1,13 +1,4 @@
 using Srlm.Contracts.Judging;
-using System.Text.Json;
-using MassTransit;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Messaging.Bus;
-using Srlm.Storage;
 
 namespace Srlm.Generator;
 

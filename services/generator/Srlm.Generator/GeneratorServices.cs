@@ -1,6 +1,4 @@
-using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
-using Srlm.ServiceKit;
 
 namespace Srlm.Generator;
 

@@ -1,13 +1,3 @@
-using System.Text.Json;
-using MassTransit;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Messaging.Bus;
-using Srlm.Storage;
-
 namespace Srlm.Generator;
 
 /// <summary>IterationStarted -> the iteration record and one GeneratePrompts per shard.</summary>

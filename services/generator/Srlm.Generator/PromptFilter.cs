@@ -1,6 +1,3 @@
-using System.Text;
-using Srlm.Contracts.Spec;
-
 namespace Srlm.Generator;
 
 /// <summary>A raw generated prompt, ordered by (Shard, Index) so filtering never depends on which shard

@@ -1,7 +1,3 @@
-using System.Text;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-
 namespace Srlm.Generator;
 
 /// <summary>Self-instruction (the paper's step 1): a few-shot prompt of seed instructions plus a few

@@ -1,9 +1,6 @@
-using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Judging;
-using Srlm.Messaging.Bus;
-using Srlm.ServiceKit;
 using Srlm.Storage;
 
 namespace Srlm.Judge;

@@ -1,9 +1,6 @@
-using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Srlm.Messaging.Bus;
 using Srlm.Messaging.Hosting;
-using Srlm.ServiceKit;
 
 namespace Srlm.Judge;
 

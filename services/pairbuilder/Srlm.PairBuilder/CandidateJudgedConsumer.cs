@@ -4,7 +4,6 @@ using Srlm.Contracts;
 using Srlm.Contracts.Judging;
 using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
-using Srlm.Storage;
 
 namespace Srlm.PairBuilder;
 

@@ -1,5 +1,4 @@
 using Srlm.Contracts.Spec;
-using Srlm.Storage;
 
 namespace Srlm.PairBuilder;
 

@@ -1,5 +1,3 @@
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
 using Srlm.Training;
 
 namespace Srlm.Trainer;

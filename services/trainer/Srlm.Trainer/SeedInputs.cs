@@ -1,6 +1,4 @@
 using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
 
 namespace Srlm.Trainer;
 

@@ -1,9 +1,4 @@
-using MassTransit;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
-using Srlm.Storage;
 
 namespace Srlm.Trainer;
 

@@ -1,7 +1,5 @@
-using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Srlm.ServiceKit;
 
 namespace Srlm.Trainer;
 

@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Trainer;
 
 /// <summary>The seam through which a test host puts a fault into a training job (a hang mid-job, a hold before the

@@ -1,6 +1,3 @@
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-
 namespace Srlm.Trainer;
 
 /// <summary>An SFT example as text: the user prompt (before the chat template) and the completion; <see cref="Context"/>

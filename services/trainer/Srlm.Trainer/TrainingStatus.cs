@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Srlm.Trainer;
 
 /// <summary>Progress of the job this process is training now (for `srlm run`'s progress bars).</summary>

@@ -1,8 +1,4 @@
-using Srlm.Contracts;
 using Srlm.Contracts.Judging;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Storage;
 
 namespace Srlm.Trainer;
 

@@ -1,6 +1,5 @@
 using Polly;
 using Polly.Retry;
-using Srlm.Storage;
 
 namespace Srlm.Trainer;
 

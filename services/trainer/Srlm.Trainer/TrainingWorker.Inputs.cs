@@ -1,7 +1,3 @@
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-
 namespace Srlm.Trainer;
 
 /// <summary>The training inputs of a job: the SFT examples from the run's seed files, or the DPO pairs as text from

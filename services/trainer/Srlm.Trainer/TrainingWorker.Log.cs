@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Srlm.Trainer;
 
 /// <summary>The trainer's log lines (event ids 6010-6022).</summary>

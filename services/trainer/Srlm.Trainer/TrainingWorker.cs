@@ -1,12 +1,6 @@
 // The trainer's job loop: claim, train (heartbeats, metrics), store, hand off, complete. Its other parts sit beside
 // it by name: TrainingWorker.HandOff.cs, TrainingWorker.ControlArm.cs, TrainingWorker.Inputs.cs, TrainingWorker.Log.cs.
-using System.Collections.Concurrent;
-using MassTransit;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.ServiceKit;
-using Srlm.Storage;
 using Srlm.Storage.Checkpoints;
 
 namespace Srlm.Trainer;

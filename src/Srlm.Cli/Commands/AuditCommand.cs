@@ -1,9 +1,3 @@
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Srlm.Judge;
-using Srlm.ServiceKit;
-using Srlm.Storage;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm audit RUN [--sample N] [--iteration T] [--seed S]`: re-runs a sample of stored judgements on their

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Srlm.Bench;
 
 namespace Srlm.Cli.Commands;

@@ -1,6 +1,3 @@
-using Srlm.Contracts;
-using Srlm.Storage;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm cancel RUN`: marks the run cancelled in the store (services then acknowledge its remaining

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Srlm.Messaging.Broker;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm errors list [--run RUN] [--all] [--json]` and `srlm errors requeue [--run RUN] [--queue Q_error]`.</summary>

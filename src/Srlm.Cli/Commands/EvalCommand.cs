@@ -1,8 +1,3 @@
-using System.Text.Json;
-using Srlm.Model;
-using Srlm.Contracts.Seeds;
-using Srlm.Tasks;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>
@@ -48,7 +43,7 @@ public sealed class EvalCommand : ICommand
         using (model)
         {
             var started = DateTime.UtcNow;
-            var requests = instructions.Select(i => new GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Template.AddBos(model.Tokenizer)), [0UL])).ToList();
+            var requests = instructions.Select(i => new Srlm.Model.GenerationRequest(model.Tokenizer.Encode(model.Template.Format(i), addBos: model.Template.AddBos(model.Tokenizer)), [0UL])).ToList();
             var greedy = await model.GenerateAsync(requests, new SamplingOptions { Temperature = 0, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
             int correct = 0, ungradeable = 0;
             foreach (var g in greedy)
@@ -64,7 +59,7 @@ public sealed class EvalCommand : ICommand
             };
             if (samples > 0)
             {
-                var sampled = instructions.Select((i, r) => new GenerationRequest(requests[r].PromptIds,
+                var sampled = instructions.Select((i, r) => new Srlm.Model.GenerationRequest(requests[r].PromptIds,
                     Enumerable.Range(0, samples).Select(k => (ulong)(r * 1_000_003L + k + 1)).ToList())).ToList();
                 var outs = await model.GenerateAsync(sampled, new SamplingOptions { Temperature = temperature, TopP = topP, MaxNewTokens = maxNew, StopStrings = model.Template.StopStrings, StopTokenIds = model.Template.StopTokenIds(model.Tokenizer) }, cancel);
                 var right = outs.Where(o => family.Check(instructions[o.RequestIndex], o.Text)?.Correct == true).ToList();

@@ -1,5 +1,3 @@
-using Srlm.Messaging.Operations;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm export pairs RUN [--iteration N] [--out FILE]`: JSONL with prompt, chosen, rejected and scores.</summary>

@@ -1,5 +1,3 @@
-using Srlm.Model;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>srlm generate --model DIR --prompt TEXT: prints the continuation only (special tokens skipped).</summary>
@@ -59,7 +57,7 @@ public sealed class GenerateCommand : ICommand
             if (ids.Count == 0) throw new UsageException("--prompt is empty and the tokenizer adds no BOS");
             if (ids.Count + options.MaxNewTokens > model.Config.MaxPositionEmbeddings && model.Config.RopeScaling.Kind == "default")
                 Console.Error.WriteLine($"srlm generate: warning: {ids.Count + options.MaxNewTokens} positions exceed max_position_embeddings {model.Config.MaxPositionEmbeddings}");
-            var result = await model.GenerateAsync([new GenerationRequest(ids, seed)], options, cancel);
+            var result = await model.GenerateAsync([new Srlm.Model.GenerationRequest(ids, seed)], options, cancel);
             Console.Out.WriteLine(result[0].Text);
             return 0;
         }

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Srlm.Messaging.Operations;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm lineage CHECKPOINT [--json]`.</summary>

@@ -1,12 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Srlm.Messaging.Bus;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Hosting;
-using Srlm.Storage;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>What the operator verbs (runs, status, cancel, replay, errors, export, lineage, audit) share: the

@@ -1,12 +1,3 @@
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Srlm.Contracts.Spec;
-using Srlm.Contracts.Judging;
-using Srlm.Model;
-using Srlm.Model.ChatTemplates;
-using Srlm.Model.Tokenization;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>srlm prompt: prints exactly the text a checkpoint's model receives (UTF-8, no BOM, nothing added),

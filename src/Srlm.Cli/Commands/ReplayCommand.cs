@@ -1,5 +1,3 @@
-using Srlm.Messaging.Operations;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm replay RUN [--iteration N] [--type MESSAGE] [--into NEW_RUN] [--dry-run]`.</summary>

@@ -1,9 +1,3 @@
-using Microsoft.Extensions.Configuration;
-using Srlm.Cli.Pipeline;
-using Srlm.Messaging.Hosting;
-using Srlm.Storage;
-using Srlm.Tasks;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm report DIR|RUN [--out DIR]`: rebuilds report.json, report.md and the plots from the store

@@ -1,5 +1,3 @@
-using Srlm.ServiceKit.Recovery;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm resume RUN`: on a deployment, re-issues the work a run had in flight from the store's facts, the

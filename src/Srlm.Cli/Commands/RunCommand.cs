@@ -1,8 +1,3 @@
-using System.Globalization;
-using Spectre.Console;
-using Srlm.Cli.Pipeline;
-using Srlm.Storage;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm run SPEC [--out DIR] [--quiet]` / `srlm run --resume DIR`: the whole self-rewarding loop

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm runs [--json]`: every run in the store, newest first.</summary>

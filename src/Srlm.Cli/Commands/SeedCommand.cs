@@ -1,6 +1,3 @@
-using Srlm.Contracts.Seeds;
-using Srlm.Tasks;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm seed --task NAME --out DIR`: writes a task family's seed data and evaluation splits.</summary>

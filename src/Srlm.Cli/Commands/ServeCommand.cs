@@ -1,5 +1,4 @@
 using Srlm.Cli.Serving;
-using Srlm.Model;
 
 namespace Srlm.Cli.Commands;
 

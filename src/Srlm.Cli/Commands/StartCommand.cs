@@ -1,18 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Bus;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Hosting;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm start SPEC`: uploads the spec, its seed files and the starting checkpoint into the

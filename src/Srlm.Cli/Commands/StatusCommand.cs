@@ -1,8 +1,3 @@
-using System.Text.Json;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Operations;
-
 namespace Srlm.Cli.Commands;
 
 /// <summary>`srlm status RUN [--wait] [--json] [--stall-after S] [--interval S] [--timeout S]`.</summary>

@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Seeds;
 using Srlm.Training;
 
 namespace Srlm.Cli.Commands;

@@ -1,10 +1,3 @@
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.Generator;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-
 namespace Srlm.Cli.Pipeline;
 
 /// <summary>Refuses, when a run is submitted, a spec whose longest prompt of a stage plus that stage's token limit

@@ -1,15 +1,4 @@
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Srlm.Generator;
-using Srlm.Judge;
-using Srlm.ServiceKit;
-using Srlm.Messaging.Bus;
-using Srlm.Messaging.Hosting;
 using Srlm.PairBuilder;
-using Srlm.Tasks;
-using Srlm.Trainer;
 
 namespace Srlm.Cli.Pipeline;
 

@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
-
 namespace Srlm.Cli.Pipeline;
 
 /// <summary>Writes report.json, report.md and the PNG plots of a run into a folder.</summary>

@@ -1,9 +1,3 @@
-using System.Globalization;
-using Spectre.Console;
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-using Srlm.Trainer;
-
 namespace Srlm.Cli.Pipeline;
 
 /// <summary>Watches a run through the store (the same facts `srlm status` reads) until it ends: completed

@@ -1,15 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Spectre.Console;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit.Recovery;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-using Srlm.Tasks;
-using Srlm.Trainer;
-
 namespace Srlm.Cli.Pipeline;
 
 public sealed record RunPipelineOptions

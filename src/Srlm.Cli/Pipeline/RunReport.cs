@@ -1,10 +1,4 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using Srlm.Contracts;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Storage;
 
 namespace Srlm.Cli.Pipeline;
 

@@ -1,13 +1,3 @@
-using Srlm.Contracts;
-using Srlm.Model.ChatTemplates;
-using System.Text;
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-
 namespace Srlm.Cli.Pipeline;
 
 /// <summary>What `srlm start` / `srlm run` stored for a new run.</summary>

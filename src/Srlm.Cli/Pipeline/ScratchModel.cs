@@ -1,10 +1,3 @@
-using Srlm.Contracts.Judging;
-using System.Text;
-using Srlm.Contracts.Seeds;
-using Srlm.Contracts.Spec;
-using Srlm.ServiceKit;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
 using TorchSharp;
 
 namespace Srlm.Cli.Pipeline;

@@ -1,9 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Model.ChatTemplates;
-
 namespace Srlm.Cli.Serving;
 
 /// <summary>Reading a request body: every field checked with OpenAI's error shape (a 400 naming the field), the
@@ -12,7 +6,7 @@ public sealed partial class OpenAiServer
 {
     private sealed record ParsedRequest(List<IReadOnlyList<int>> Prompts, int N, ulong Seed, SamplingOptions Options, bool Stream, bool IncludeUsage)
     {
-        public List<GenerationRequest> Generation { get; } = Prompts.Select((ids, p) => new GenerationRequest(ids,
+        public List<Srlm.Model.GenerationRequest> Generation { get; } = Prompts.Select((ids, p) => new Srlm.Model.GenerationRequest(ids,
             Enumerable.Range(0, N).Select(i => p == 0 && i == 0 ? Seed : SequenceRandom.Derive(Seed, (ulong)p, (ulong)i)).ToList())).ToList();
     }
 

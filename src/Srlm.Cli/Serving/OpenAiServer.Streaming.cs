@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json.Nodes;
-using System.Threading.Channels;
-using Microsoft.AspNetCore.Http;
-using Srlm.Model;
-
 namespace Srlm.Cli.Serving;
 
 public sealed partial class OpenAiServer

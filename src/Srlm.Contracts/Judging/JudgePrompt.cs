@@ -1,5 +1,3 @@
-using System.Text.RegularExpressions;
-
 namespace Srlm.Contracts.Judging;
 
 /// <summary>The LLM-as-a-Judge prompt. A template holds {instruction} and {response}; both are filled

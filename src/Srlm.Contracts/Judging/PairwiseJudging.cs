@@ -1,5 +1,3 @@
-using System.Text.RegularExpressions;
-
 namespace Srlm.Contracts.Judging;
 
 /// <summary>What one pairwise verdict says: the first answer (A), the second (B), or neither (a tie).</summary>

@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
-
 namespace Srlm.Contracts.Judging;
 
 /// <summary>The outcome of parsing one judge sample: a score in 0..max, or unparseable with the reason.

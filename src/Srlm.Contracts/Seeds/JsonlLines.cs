@@ -1,6 +1,3 @@
-using System.Text;
-using System.Text.Json;
-
 namespace Srlm.Contracts.Seeds;
 
 /// <summary>One non-blank line of a JSON Lines file: its 1-based number and either the JSON object it holds or

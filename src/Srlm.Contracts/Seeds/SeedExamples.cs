@@ -1,5 +1,3 @@
-using Srlm.Contracts.Judging;
-
 namespace Srlm.Contracts.Seeds;
 
 /// <summary>One supervised example as text: the prompt (before the checkpoint's prompt template) and the completion the

@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Srlm.Contracts.Seeds;
 
 /// <summary>The one place a seed conversation becomes one instruction text, for checkpoints whose prompt template takes

@@ -1,7 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
-using Srlm.Contracts.Judging;
-
 namespace Srlm.Contracts.Seeds;
 
 /// <summary>The one reader of srlm's seed files (src/Srlm.Training/SEED_FORMATS.md describes every rule), used by

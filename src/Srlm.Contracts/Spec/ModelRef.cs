@@ -1,6 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
-
 namespace Srlm.Contracts.Spec;
 
 /// <summary>A model a run uses but does not train: either a checkpoint folder (a path relative to the spec, stored as

@@ -1,9 +1,5 @@
-using System.Reflection;
-using MassTransit;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
-using Srlm.Messaging.Bus;
-using Srlm.Messaging.Configuration;
 
 namespace Srlm.Messaging.Broker;
 

@@ -1,12 +1,3 @@
-using System.Text.Json;
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Journal;
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Bus;
 
 /// <summary>Records messages that fail before any consumer sees them (a body that is not JSON, a message whose

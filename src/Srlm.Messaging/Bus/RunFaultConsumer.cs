@@ -1,10 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.Logging;
-using Srlm.Contracts;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Journal;
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Bus;
 
 /// <summary>Consumes the Fault&lt;T&gt; MassTransit publishes when a message is parked in an <c>_error</c> queue:

@@ -1,8 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.Logging;
-using Srlm.Messaging.Journal;
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Bus;
 
 /// <summary>Checks a contract message's shape: the serializer does not enforce `required`, so a message whose

@@ -1,9 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Srlm.Messaging.Configuration;
-
 namespace Srlm.Messaging.Bus;
 
 public static class SrlmBusExtensions

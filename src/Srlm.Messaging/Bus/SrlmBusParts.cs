@@ -1,7 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Messaging.Journal;
-
 namespace Srlm.Messaging.Bus;
 
 /// <summary>What every srlm bus has besides the service's own consumers.</summary>

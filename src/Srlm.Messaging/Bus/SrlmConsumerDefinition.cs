@@ -1,5 +1,3 @@
-using MassTransit;
-
 namespace Srlm.Messaging.Bus;
 
 /// <summary>The project's consumer policy, in one place (derive every consumer's definition from it):

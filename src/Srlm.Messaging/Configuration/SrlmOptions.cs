@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Configuration;
-
 namespace Srlm.Messaging.Configuration;
 
 /// <summary>A configuration mistake found at start-up: one line naming the variable and what it must look like.</summary>

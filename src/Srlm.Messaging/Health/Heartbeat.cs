@@ -1,10 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Srlm.Messaging.Configuration;
-
 namespace Srlm.Messaging.Health;
 
 /// <summary>What the running service writes to its heartbeat file every interval, and what `--health` reads.</summary>

@@ -1,9 +1,3 @@
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Health;
-
 namespace Srlm.Messaging.Hosting;
 
 /// <summary>The shared main of the service hosts (srlm-generator, srlm-judge, ...): `--health` probes a running

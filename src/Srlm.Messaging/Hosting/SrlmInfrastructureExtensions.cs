@@ -1,16 +1,6 @@
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
-using Srlm.Messaging.Bus;
-using Srlm.Messaging.Configuration;
-using Srlm.Messaging.Health;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
 
 namespace Srlm.Messaging.Hosting;
 

@@ -1,9 +1,4 @@
-using System.Text.Json;
-using MassTransit;
 using MassTransit.Serialization;
-using Microsoft.Extensions.Logging;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
 
 namespace Srlm.Messaging.Journal;
 

@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Journal;
 
 /// <summary>The journal filters' way into the store: a group commit. An entry is written at once when no write is in

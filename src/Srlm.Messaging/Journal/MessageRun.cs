@@ -1,6 +1,3 @@
-using MassTransit;
-using Srlm.Contracts;
-
 namespace Srlm.Messaging.Journal;
 
 /// <summary>Finds the run (and iteration, checkpoint) a message belongs to, looking inside Fault&lt;T&gt;.</summary>

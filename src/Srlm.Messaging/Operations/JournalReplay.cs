@@ -1,11 +1,4 @@
-using System.Reflection;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using MassTransit;
-using Srlm.Contracts;
-using Srlm.Messaging.Journal;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
 
 namespace Srlm.Messaging.Operations;
 

@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Operations;
 
 /// <summary>One checkpoint of a lineage with what trained it: the dataset, and for DPO the pairs, prompts,

@@ -1,7 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
-using Srlm.Storage;
-
 namespace Srlm.Messaging.Operations;
 
 /// <summary>One exported preference pair: the prompt/chosen/rejected layout DPO trainers elsewhere read, with the

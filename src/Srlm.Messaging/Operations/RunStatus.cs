@@ -1,9 +1,5 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using Srlm.Contracts.Spec;
 using Srlm.Messaging.Broker;
-using Srlm.Messaging.Journal;
-using Srlm.Storage;
 
 namespace Srlm.Messaging.Operations;
 

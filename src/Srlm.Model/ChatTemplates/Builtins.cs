@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Text;
-
 // Over 300 lines on purpose: every filter, test, method and global the interpreter implements, in one table, so what a template may use is read in one place.
 namespace Srlm.Model.ChatTemplates;
 

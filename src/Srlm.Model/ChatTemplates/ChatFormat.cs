@@ -1,6 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-
 namespace Srlm.Model.ChatTemplates;
 
 /// <summary>A checkpoint folder's chat template with what rendering needs beside it: the special tokens the

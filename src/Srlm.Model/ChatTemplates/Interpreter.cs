@@ -1,5 +1,3 @@
-using System.Text;
-
 // Over 300 lines on purpose: the evaluator of every statement and expression the parser accepts.
 namespace Srlm.Model.ChatTemplates;
 

@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Srlm.Model.ChatTemplates;
 
 /// <summary>A position in a template file, 1-based, for error messages (<c>file:line:col</c>).</summary>

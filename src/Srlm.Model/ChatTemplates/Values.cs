@@ -1,8 +1,3 @@
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-
 // Over 300 lines on purpose: Python's value semantics (truthiness, equality, ordering, str and repr) that the interpreter and the built-ins share.
 namespace Srlm.Model.ChatTemplates;
 

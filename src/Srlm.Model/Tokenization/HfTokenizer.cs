@@ -1,9 +1,3 @@
-using System.Globalization;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
-
 // Over 300 lines on purpose: the whole tokenizer.json format (normalizers, pre-tokenizers, BPE, byte fallback, decoding) in one reader, so what it accepts and what it refuses are in one place.
 namespace Srlm.Model.Tokenization;
 

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-
 namespace Srlm.Model.Tokenization;
 
 /// <summary>Text to token ids and back, whatever the file format behind it.</summary>

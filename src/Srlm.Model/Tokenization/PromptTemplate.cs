@@ -1,5 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using Srlm.Model.ChatTemplates;
 
 namespace Srlm.Model.Tokenization;

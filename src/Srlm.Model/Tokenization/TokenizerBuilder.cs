@@ -1,7 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
-
 namespace Srlm.Model.Tokenization;
 
 /// <summary>Builds tokenizers for models trained from scratch, as standard tokenizer.json files that the

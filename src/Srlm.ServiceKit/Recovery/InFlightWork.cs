@@ -1,9 +1,3 @@
-using MassTransit;
-using Srlm.Contracts;
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-
 namespace Srlm.ServiceKit.Recovery;
 
 /// <summary>Re-issues the work a run had in flight, from stored facts only. The embedded run uses it after a

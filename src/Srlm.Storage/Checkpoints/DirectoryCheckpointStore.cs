@@ -1,5 +1,3 @@
-using Polly;
-
 namespace Srlm.Storage.Checkpoints;
 
 /// <summary>

@@ -1,7 +1,4 @@
-using MongoDB.Bson;
-using MongoDB.Driver;
 using MongoDB.Driver.GridFS;
-using Polly;
 
 namespace Srlm.Storage.Checkpoints;
 

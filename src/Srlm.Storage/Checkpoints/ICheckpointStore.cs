@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
-
 namespace Srlm.Storage.Checkpoints;
 
 /// <summary>The files of a stored checkpoint and where the store keeps them.</summary>

@@ -1,7 +1,3 @@
-using MongoDB.Bson;
-using MongoDB.Driver;
-using Polly;
-
 namespace Srlm.Storage.Mongo;
 
 // MongoArtifactStore: jobs.

@@ -1,7 +1,3 @@
-using System.Data;
-using Microsoft.Data.Sqlite;
-using Polly;
-
 namespace Srlm.Storage.Sqlite;
 
 // SqliteArtifactStore: completion and status.

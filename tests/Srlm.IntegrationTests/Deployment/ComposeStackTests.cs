@@ -1,11 +1,4 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.IntegrationTests.Pipeline;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-using Srlm.Tests.Deployment;
-using Xunit.Abstractions;
 
 namespace Srlm.IntegrationTests.Deployment;
 

@@ -1,11 +1,3 @@
-using System.Diagnostics;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.IntegrationTests.Pipeline;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-using Srlm.Tests.Deployment;
-using Xunit.Abstractions;
-
 namespace Srlm.IntegrationTests.Deployment;
 
 /// <summary>docker-compose.yml without containers: the published services (what the images run) started as

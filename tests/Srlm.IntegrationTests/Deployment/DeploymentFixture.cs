@@ -1,7 +1,3 @@
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.Messaging.Configuration;
-using Srlm.Tests.Deployment;
-
 namespace Srlm.IntegrationTests.Deployment;
 
 /// <summary>What the "compose without containers" tests share: a private RabbitMQ node the tests may stop and

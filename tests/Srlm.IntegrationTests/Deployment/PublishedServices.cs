@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Security;
-using Srlm.IntegrationTests.Infrastructure;
 
 namespace Srlm.IntegrationTests.Deployment;
 

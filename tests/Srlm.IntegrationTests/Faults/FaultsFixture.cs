@@ -1,7 +1,3 @@
-using Microsoft.Data.Sqlite;
-using Srlm.IntegrationTests.Infrastructure;
-using Xunit.Abstractions;
-
 namespace Srlm.IntegrationTests.Faults;
 
 /// <summary>What the fault tests share: one private broker node (restartable; every test gets its own virtual host)

@@ -1,13 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Xunit.Abstractions;
-
 namespace Srlm.IntegrationTests.Faults;
 
 /// <summary>One run of the pipeline as separate OS processes: the service hosts (ServiceHarness) on their own virtual

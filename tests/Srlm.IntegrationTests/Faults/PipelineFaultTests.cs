@@ -1,15 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
-using Microsoft.Data.Sqlite;
-using RabbitMQ.Client;
-using Srlm.Contracts;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.IntegrationTests.Pipeline;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-using Xunit.Abstractions;
 
 namespace Srlm.IntegrationTests.Faults;
 

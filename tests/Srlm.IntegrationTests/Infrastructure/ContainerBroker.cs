@@ -1,5 +1,3 @@
-using Srlm.LocalBroker;
-
 namespace Srlm.IntegrationTests.Infrastructure;
 
 /// <summary>Testcontainers.RabbitMq, used only where a Docker engine answers.</summary>
@@ -23,4 +21,3 @@ internal sealed class ContainerBroker(Testcontainers.RabbitMq.RabbitMqContainer 
 
     public override async ValueTask DisposeAsync() => await container.DisposeAsync();
 }
-

@@ -1,5 +1,3 @@
-using Srlm.LocalBroker;
-
 namespace Srlm.IntegrationTests.Infrastructure;
 
 /// <summary>xunit fixture: one broker for a test class (IAsyncLifetime starts and stops it). Tests call

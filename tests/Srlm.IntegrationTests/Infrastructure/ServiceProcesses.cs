@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Srlm.IntegrationTests.Infrastructure;
 
 /// <summary>Finds the built service hosts (srlm-generator, srlm-judge, srlm-pairbuilder, srlm-trainer) and the

@@ -1,14 +1,3 @@
-using MassTransit;
-using System.Text;
-using Microsoft.Extensions.DependencyInjection;
-using RabbitMQ.Client;
-using Srlm.Contracts;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.Tests.Messaging;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-
 namespace Srlm.IntegrationTests.Messaging;
 
 /// <summary>The srlm bus on a real RabbitMQ broker (a private node): delivery, the journal, immediate retries,

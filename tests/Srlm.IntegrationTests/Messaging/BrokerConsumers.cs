@@ -1,7 +1,3 @@
-using MassTransit;
-using Srlm.Contracts;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.Tests.Messaging;
 using Srlm.Messaging.Bus;
 
 namespace Srlm.IntegrationTests.Messaging;

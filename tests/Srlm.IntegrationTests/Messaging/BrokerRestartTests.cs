@@ -1,10 +1,3 @@
-using System.Text;
-using RabbitMQ.Client;
-using Srlm.IntegrationTests.Infrastructure;
-using Srlm.Messaging.Broker;
-using Srlm.Messaging.Configuration;
-using Srlm.Storage;
-
 namespace Srlm.IntegrationTests.Messaging;
 
 /// <summary>A service host as its own OS process against a private broker that the test stops and restarts:

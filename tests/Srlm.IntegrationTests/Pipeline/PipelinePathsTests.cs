@@ -1,12 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts;
-using Srlm.Model;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Xunit.Abstractions;
-
 namespace Srlm.IntegrationTests.Pipeline;
 
 /// <summary>The two paths the smoke run does not take: prompts written by the model itself (the paper's

@@ -1,15 +1,7 @@
-using System.Text.Json;
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts;
 using Srlm.Contracts.Spec;
 using Srlm.Generator;
 using Srlm.Judge;
 using Srlm.ServiceKit;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Xunit.Abstractions;
 
 namespace Srlm.IntegrationTests.Pipeline;
 

@@ -1,5 +1,3 @@
-using Srlm.Cli.Pipeline;
-
 namespace Srlm.IntegrationTests.Pipeline;
 
 /// <summary>One uninterrupted `srlm run samples/smoke/run.json`, shared by the pipeline tests (it takes a

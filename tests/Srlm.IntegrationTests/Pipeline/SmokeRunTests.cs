@@ -1,10 +1,3 @@
-using System.Text.Json;
-using Srlm.Cli.Pipeline;
-using Srlm.Model;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Xunit.Abstractions;
-
 namespace Srlm.IntegrationTests.Pipeline;
 
 [Collection(SmokeRunCollection.Name)]

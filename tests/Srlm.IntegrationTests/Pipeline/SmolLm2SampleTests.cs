@@ -1,12 +1,4 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts;
-using Srlm.Model;
 using Srlm.Model.ChatTemplates;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Xunit.Abstractions;
 
 namespace Srlm.IntegrationTests.Pipeline;
 

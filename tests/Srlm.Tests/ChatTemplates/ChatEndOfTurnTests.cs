@@ -1,10 +1,4 @@
-using Srlm.Model;
-using Srlm.Model.ChatTemplates;
-using Srlm.Model.Tokenization;
 using Srlm.ServiceKit;
-using Srlm.Storage.Checkpoints;
-using Srlm.Tests.Training;
-using Srlm.Training;
 using ModelRequest = Srlm.Model.GenerationRequest;
 using ServiceRequest = Srlm.ServiceKit.GenerationRequest;
 

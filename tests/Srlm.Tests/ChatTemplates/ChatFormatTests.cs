@@ -1,9 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Model.ChatTemplates;
-using Srlm.Model.Tokenization;
-using Srlm.Tests.Model;
-
 namespace Srlm.Tests.ChatTemplates;
 
 /// <summary>A checkpoint folder's chat template: where it is read from, the special tokens it sees, the

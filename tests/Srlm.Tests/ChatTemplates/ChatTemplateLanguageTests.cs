@@ -1,6 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Model.ChatTemplates;
-
 namespace Srlm.Tests.ChatTemplates;
 
 /// <summary>The language subset, construct by construct, against Python's jinja2 configured as transformers

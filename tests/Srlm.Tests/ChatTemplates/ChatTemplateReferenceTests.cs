@@ -1,6 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Model.ChatTemplates;
-
 namespace Srlm.Tests.ChatTemplates;
 
 /// <summary>Every template of the committed corpus of real chat templates (corpus/manifest.json names each one's

@@ -1,10 +1,3 @@
-using Srlm.Cli;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts.Spec;
-using Srlm.Model.ChatTemplates;
-using Srlm.Storage;
-using Srlm.Tests.Messaging;
-
 namespace Srlm.Tests.ChatTemplates;
 
 /// <summary>spec.models.chat_template: uploaded into the starting checkpoint as chat_template.jinja (so every

@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
-using System.Text;
-using System.Text.Json.Nodes;
-
 namespace Srlm.Tests.ChatTemplates;
 
 /// <summary>Python's jinja2 (Debian's python3-jinja2, which .ci/run installs) configured as transformers'

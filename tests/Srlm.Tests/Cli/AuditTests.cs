@@ -1,14 +1,5 @@
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Cli.Commands;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.Judge;
 using Srlm.ServiceKit;
-using Srlm.Storage;
-using Srlm.Tests.Storage;
-using Srlm.Tests.Messaging;
+using Srlm.Judge;
 
 namespace Srlm.Tests.Cli;
 

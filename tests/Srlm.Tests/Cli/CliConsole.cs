@@ -1,5 +1,3 @@
-using Srlm.Cli;
-
 namespace Srlm.Tests;
 
 /// <summary>Tests that swap Console.Out/Error or set a process-wide variable (CliMistakeTests sets SRLM_THREADS, which

@@ -1,7 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Storage;
-using Srlm.Tests.Messaging;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>User mistakes on the command line end in one line that names the file, folder, option or variable at

@@ -1,11 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Cli;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-
-using Srlm.Tests.Messaging;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>Issue 20: token limits sized for a real instruct model, and a spec whose prompts plus a limit cannot fit

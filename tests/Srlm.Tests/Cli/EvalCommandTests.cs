@@ -1,8 +1,3 @@
-using System.Text.Json;
-using Srlm.Model;
-using Srlm.Tasks;
-using Srlm.Tests.Model;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>srlm eval: one checkpoint folder graded on a file of instructions, outside any run.</summary>

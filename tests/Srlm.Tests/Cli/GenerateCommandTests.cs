@@ -1,6 +1,3 @@
-using Srlm.Model;
-using Srlm.Tests.Model;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>srlm generate and srlm bench, run in-process with stdout and stderr captured.</summary>

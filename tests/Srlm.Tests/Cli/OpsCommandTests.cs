@@ -1,10 +1,3 @@
-using System.Text.Json;
-using Srlm.Cli;
-using Srlm.Contracts;
-using Srlm.Messaging.Operations;
-using Srlm.Storage;
-using Srlm.Tests.Messaging;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>The operator verbs run through the real dispatcher against a real SQLite store (--store).</summary>

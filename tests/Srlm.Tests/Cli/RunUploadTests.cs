@@ -1,11 +1,3 @@
-using System.Reflection;
-using Srlm.Cli;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts.Spec;
-using Srlm.Storage;
-
-using Srlm.Tests.Messaging;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>`srlm start` / `srlm run` upload: a file the store refuses is a one-line error naming the spec field.</summary>

@@ -1,8 +1,3 @@
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Spec;
-using Srlm.Tests.Model;
-
 namespace Srlm.Tests.Cli;
 
 /// <summary>The tokenizer of a `models.init` run is trained on the run's own text, its judge template included, so a

@@ -1,4 +1,3 @@
-using YamlDotNet.RepresentationModel;
 using static Srlm.Tests.Deployment.ComposeConfig;
 
 namespace Srlm.Tests.Deployment;

@@ -1,8 +1,3 @@
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Contracts;
-using Srlm.Storage;
-
 namespace Srlm.Tests.Messaging;
 
 /// <summary>The srlm bus wiring on MassTransit's in-memory transport with a real SQLite store: retries, parking,

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Configuration;
-using Srlm.Messaging.Configuration;
 using Srlm.Messaging.Health;
 
 namespace Srlm.Tests.Messaging;

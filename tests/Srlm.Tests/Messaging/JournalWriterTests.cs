@@ -1,8 +1,4 @@
-using System.Reflection;
 using Srlm.Messaging.Journal;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Srlm.Tests.Storage;
 
 namespace Srlm.Tests.Messaging;
 

@@ -1,7 +1,3 @@
-using MassTransit;
-using Srlm.Contracts;
-using Srlm.Messaging.Bus;
-
 namespace Srlm.Tests.Messaging;
 
 // Test-only consumers, each on its own queue (the formatter names it after the class).

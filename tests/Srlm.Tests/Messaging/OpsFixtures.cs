@@ -1,7 +1,3 @@
-using Srlm.Contracts;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-
 namespace Srlm.Tests.Messaging;
 
 /// <summary>A small finished iteration written straight into a real SQLite store: M1 (uploaded, trained on seed

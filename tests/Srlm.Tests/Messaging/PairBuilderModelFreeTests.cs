@@ -1,9 +1,4 @@
-using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Contracts;
 using Srlm.ServiceKit;
-using Srlm.PairBuilder;
-using Srlm.Storage;
 
 namespace Srlm.Tests.Messaging;
 

@@ -1,7 +1,3 @@
-using System.Text.Json;
-using Srlm.Messaging.Operations;
-using Srlm.Storage;
-
 namespace Srlm.Tests.Messaging;
 
 /// <summary>`srlm status --json` keeps its iteration fields, in order, now that an iteration's counts are the store's

@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Tests.Messaging;
 
 /// <summary>A test class with its own temporary folder and a SQLite store in it (<see cref="OpsFixtures.OpenAsync"/>),

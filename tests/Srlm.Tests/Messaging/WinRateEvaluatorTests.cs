@@ -1,11 +1,5 @@
-using System.Collections.Concurrent;
-using System.Text;
-using System.Text.Json;
-using Microsoft.Extensions.DependencyInjection;
-using Srlm.Contracts;
-using Srlm.Generator;
+using GenerationRequest = Srlm.ServiceKit.GenerationRequest;
 using Srlm.ServiceKit;
-using Srlm.Storage;
 
 namespace Srlm.Tests.Messaging;
 

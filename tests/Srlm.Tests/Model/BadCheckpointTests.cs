@@ -1,7 +1,3 @@
-using System.Text;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>Every way a checkpoint can be broken gives one line naming the file and the problem.</summary>

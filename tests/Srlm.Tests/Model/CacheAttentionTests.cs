@@ -1,7 +1,3 @@
-using Srlm.Model;
-using Xunit.Abstractions;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>A token's keys, values and logits are the same bits however its prompt is laid out in the KV cache (whole,

@@ -1,7 +1,3 @@
-using Srlm.Model;
-using Xunit.Abstractions;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>The C# decode kernel (one token per row, up to <c>DecodeStep.MaxRows</c> rows) against libtorch's forward

@@ -1,9 +1,3 @@
-using System.Text.RegularExpressions;
-using Srlm.Model;
-using Srlm.Training;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>

@@ -1,8 +1,3 @@
-using Srlm.Model;
-using TorchSharp;
-using Xunit.Abstractions;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 public class GenerationTests(ITestOutputHelper output)

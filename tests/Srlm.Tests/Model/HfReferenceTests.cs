@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using System.Text.Json;
-using Srlm.Model;
-using Xunit.Abstractions;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>Checkpoints we write, read by an independent PyTorch implementation of Hugging Face's Llama and

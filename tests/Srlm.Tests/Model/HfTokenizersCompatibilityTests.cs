@@ -1,5 +1,4 @@
 extern alias hftokenizers;
-using Srlm.Model.Tokenization;
 
 namespace Srlm.Tests.Model;
 

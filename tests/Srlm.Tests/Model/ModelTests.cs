@@ -1,7 +1,3 @@
-using Srlm.Model;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Model;
 
 public class ModelTests

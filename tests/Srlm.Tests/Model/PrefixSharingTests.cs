@@ -1,6 +1,3 @@
-using Srlm.Model;
-using Xunit.Abstractions;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>Shared token prefixes run through the model once (in a batch and, kept, across calls) give the texts a

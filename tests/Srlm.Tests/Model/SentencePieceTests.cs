@@ -1,6 +1,3 @@
-using System.Text;
-using Srlm.Model.Tokenization;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>A SentencePiece BPE tokenizer.model written by the test (protobuf by hand), read through the adapter.</summary>

@@ -1,5 +1,3 @@
-using Srlm.Model;
-
 namespace Srlm.Tests.Model;
 
 public class ServingTests

@@ -1,6 +1,3 @@
-using System.Runtime.CompilerServices;
-using Srlm.Model;
-
 namespace Srlm.Tests.Model;
 
 /// <summary>Small configs and temp folders shared by the model tests.</summary>

@@ -1,7 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-
 namespace Srlm.Tests.Model;
 
 public class TokenizerTests

@@ -1,11 +1,4 @@
-using System.Text.Json.Nodes;
-using Srlm.Cli.Commands;
-using Srlm.Cli.Pipeline;
-using Srlm.Contracts.Spec;
 using Srlm.ServiceKit;
-using Srlm.Storage;
-using Srlm.Tests.Messaging;
-using Srlm.Trainer;
 
 namespace Srlm.Tests.Seeds;
 

@@ -1,7 +1,3 @@
-using System.Text;
-using Srlm.Contracts.Judging;
-using Srlm.Contracts.Seeds;
-
 namespace Srlm.Tests.Seeds;
 
 /// <summary>The one seed reader: each format, the EFT score rule, refused lines with their exact one-line problems.</summary>

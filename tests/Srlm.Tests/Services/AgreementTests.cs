@@ -1,5 +1,3 @@
-using Srlm.Generator;
-
 namespace Srlm.Tests.Services;
 
 public class AgreementTests

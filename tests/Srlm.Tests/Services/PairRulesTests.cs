@@ -1,7 +1,3 @@
-using Srlm.Contracts.Spec;
-using Srlm.PairBuilder;
-using Srlm.Storage;
-
 namespace Srlm.Tests.Services;
 
 public class PairRulesTests

@@ -1,5 +1,3 @@
-using Srlm.Contracts.Judging;
-
 namespace Srlm.Tests.Services;
 
 /// <summary>evaluation.judge_mode "pairwise": reading `Winner:` verdicts and the order-swap rule.</summary>

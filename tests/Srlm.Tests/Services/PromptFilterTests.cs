@@ -1,6 +1,3 @@
-using Srlm.Contracts.Spec;
-using Srlm.Generator;
-
 namespace Srlm.Tests.Services;
 
 public class PromptFilterTests

@@ -1,5 +1,3 @@
-using Srlm.Contracts.Spec;
-
 namespace Srlm.Tests.Services;
 
 public class RunSpecTests

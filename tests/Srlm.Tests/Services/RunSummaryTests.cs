@@ -1,6 +1,3 @@
-using Srlm.Cli.Commands;
-using Srlm.Cli.Pipeline;
-
 namespace Srlm.Tests.Services;
 
 /// <summary>What a person reads at the end of `srlm run`: the closing summary when stdout is not a terminal, and the plots.</summary>

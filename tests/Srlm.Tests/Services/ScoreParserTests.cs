@@ -1,5 +1,3 @@
-using Srlm.Contracts.Judging;
-
 namespace Srlm.Tests.Services;
 
 public class ScoreParserTests

@@ -1,7 +1,3 @@
-using System.Reflection;
-using MassTransit;
-using Srlm.Contracts;
-using Srlm.Messaging.Bus;
 using Srlm.ServiceKit;
 using Srlm.Tests.Tasks;
 

@@ -1,6 +1,4 @@
-using Srlm.Messaging.Configuration;
 using Srlm.FaultHost;
-using Srlm.Trainer;
 
 namespace Srlm.Tests.Services;
 

@@ -1,10 +1,3 @@
-using System.Text.Json.Nodes;
-using Srlm.Cli.Pipeline;
-using Srlm.Messaging.Operations;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-using Srlm.Tests.Training;
-
 namespace Srlm.Tests.Services;
 
 /// <summary>Issue 20 end to end: `srlm run` on the smoke spec with candidates cut at a few new tokens. Finish reasons are

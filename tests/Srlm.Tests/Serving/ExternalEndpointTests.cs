@@ -1,23 +1,12 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using GenerationRequest = Srlm.ServiceKit.GenerationRequest;
+using Srlm.ServiceKit;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Srlm.Contracts;
-using Srlm.Contracts.Spec;
-using Srlm.Generator;
-using Srlm.Messaging.Bus;
-using Srlm.ServiceKit;
-using Srlm.Storage;
-using Srlm.Tests.Messaging;
 
 namespace Srlm.Tests.Serving;
 

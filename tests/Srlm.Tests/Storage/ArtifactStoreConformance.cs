@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Tests.Storage;
 
 /// <summary>

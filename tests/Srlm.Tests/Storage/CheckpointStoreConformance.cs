@@ -1,9 +1,5 @@
-using System.Security.Cryptography;
 using MongoDB.Bson;
 using MongoDB.Driver;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-using Srlm.Storage.Mongo;
 
 namespace Srlm.Tests.Storage;
 

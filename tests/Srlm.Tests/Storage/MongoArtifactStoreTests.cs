@@ -1,6 +1,3 @@
-using Srlm.Storage;
-using Srlm.Storage.Mongo;
-
 namespace Srlm.Tests.Storage;
 
 /// <summary>The conformance suite on MongoDB (a fresh database per test); skipped with the reason when none is reachable.</summary>

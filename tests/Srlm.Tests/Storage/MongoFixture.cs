@@ -1,4 +1,3 @@
-using Srlm.Storage.Mongo;
 using Testcontainers.MongoDb;
 
 namespace Srlm.Tests.Storage;

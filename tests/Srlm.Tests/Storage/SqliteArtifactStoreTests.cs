@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using Microsoft.Data.Sqlite;
-using Srlm.Storage;
-using Srlm.Storage.Sqlite;
-
 namespace Srlm.Tests.Storage;
 
 /// <summary>The conformance suite on a real SQLite file per test.</summary>

@@ -1,8 +1,4 @@
 using System.Collections;
-using Microsoft.Data.Sqlite;
-using Srlm.Storage;
-using Srlm.Storage.Checkpoints;
-using Srlm.Storage.Sqlite;
 
 namespace Srlm.Tests.Storage;
 

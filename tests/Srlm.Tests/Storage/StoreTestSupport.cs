@@ -1,5 +1,3 @@
-using Srlm.Storage;
-
 namespace Srlm.Tests.Storage;
 
 /// <summary>The store's test-only write: <see cref="IArtifactOverwrite"/>, which no production interface has.</summary>

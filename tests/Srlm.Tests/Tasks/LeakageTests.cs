@@ -1,5 +1,3 @@
-using Srlm.Tasks;
-
 namespace Srlm.Tests.Tasks;
 
 public class LeakageTests

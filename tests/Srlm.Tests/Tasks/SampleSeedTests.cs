@@ -1,9 +1,3 @@
-using System.Security.Cryptography;
-using System.Text.Json;
-using Srlm.Cli;
-using Srlm.Cli.Commands;
-using Srlm.Tasks;
-
 namespace Srlm.Tests.Tasks;
 
 public class SampleSeedTests

@@ -1,7 +1,3 @@
-using Srlm.Contracts.Seeds;
-using System.Text.Json;
-using Srlm.Tasks;
-
 namespace Srlm.Tests.Tasks;
 
 public class SeedDataTests

@@ -1,7 +1,3 @@
-using Srlm.Training;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Training;
 
 [Collection(TrainingCollection.Name)]

@@ -1,11 +1,3 @@
-using Srlm.Contracts.Seeds;
-using System.Diagnostics;
-using System.Security.Cryptography;
-using System.Text.Json;
-using Srlm.Model;
-using Srlm.Model.Tokenization;
-using Srlm.Training;
-
 namespace Srlm.Tests.Training;
 
 /// <summary>The entry points the trainer service calls, on real checkpoint folders and files.</summary>

@@ -1,10 +1,3 @@
-using Srlm.Contracts.Seeds;
-using Srlm.Model;
-using Srlm.Model.ChatTemplates;
-using Srlm.Model.Tokenization;
-using Srlm.Tests.Model;
-using Srlm.Training;
-
 namespace Srlm.Tests.Training;
 
 /// <summary>The tokens SFT trains on for a multi-turn seed conversation: a checkpoint with a chat template gets the

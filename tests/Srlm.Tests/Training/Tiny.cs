@@ -1,6 +1,3 @@
-using Srlm.Model;
-using Srlm.Training;
-
 namespace Srlm.Tests.Training;
 
 /// <summary>Tiny models and synthetic data so training tests take seconds.</summary>

@@ -1,8 +1,3 @@
-using Srlm.Model;
-using Srlm.Training;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Srlm.Tests.Training;
 
 [Collection(TrainingCollection.Name)]
