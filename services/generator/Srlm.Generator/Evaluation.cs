@@ -15,14 +15,12 @@ public interface IAnswerEvaluator
 }
 
 /// <summary>CheckpointReady -> EvaluateCheckpoint when the run's spec has an evaluation section.</summary>
-public sealed class CheckpointReadyConsumer(RunSpecCache specs) : IConsumer<CheckpointReady>
+public sealed class CheckpointReadyConsumer(IArtifactStore store, RunSpecCache specs) : RunConsumer<CheckpointReady>(store, specs)
 {
-    public async Task Consume(ConsumeContext<CheckpointReady> context)
+    protected override async Task HandleAsync(ConsumeContext<CheckpointReady> context, CheckpointReady m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var spec = await specs.GetAsync(m.RunId, context.CancellationToken);
         if (spec.Evaluation is null) return;
-        await context.SendAsync<EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, context.CancellationToken);
+        await context.SendAsync<EvaluateCheckpoint>(new EvaluateCheckpoint { RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId }, ct);
     }
 }
 
@@ -30,30 +28,26 @@ public sealed class CheckpointReadyConsumer(RunSpecCache specs) : IConsumer<Chec
 /// and the model's judge scored against held-out labelled answers; one evaluation record per checkpoint
 /// (model index t of M_t), then CheckpointEvaluated.</summary>
 public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ExternalModels external,
-    IEnumerable<IAnswerEvaluator> evaluators, ILogger<EvaluateCheckpointConsumer> log) : IConsumer<EvaluateCheckpoint>
+    IEnumerable<IAnswerEvaluator> evaluators, ILogger<EvaluateCheckpointConsumer> log) : RunConsumer<EvaluateCheckpoint>(store, specs)
 {
-    public async Task Consume(ConsumeContext<EvaluateCheckpoint> context)
+    protected override async Task HandleAsync(ConsumeContext<EvaluateCheckpoint> context, EvaluateCheckpoint m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
         var eval = spec.Evaluation;
         if (eval is null) return;
         var winRate = eval.Evaluator == EvaluationSpec.JudgeWinRate;
         var evaluator = winRate ? null : evaluators.FirstOrDefault(e => e.Name == eval.Evaluator)
                         ?? throw new PermanentMessageException($"spec.evaluation.evaluator: '{eval.Evaluator}' is neither \"{EvaluationSpec.JudgeWinRate}\" nor registered in this host (registered: {string.Join(", ", evaluators.Select(e => e.Name))})");
         var evaluatorName = eval.Evaluator!;
-        var checkpoint = await store.GetAsync<CheckpointRecord>(m.CheckpointId, ct)
-                         ?? throw new MalformedMessageException($"EvaluateCheckpoint {context.MessageId}: checkpoint {m.CheckpointId} is not stored");
+        var checkpoint = await RequireAsync<CheckpointRecord>(context, "checkpoint", m.CheckpointId, ct);
         var id = Ids.Evaluation(m.CheckpointId, evaluatorName);
-        if (await store.GetAsync<EvaluationRecord>(id, ct) is null)
+        if (await Store.GetAsync<EvaluationRecord>(id, ct) is null)
         {
             var started = DateTimeOffset.UtcNow;
             var model = await models.GetAsync(m.CheckpointId, spec.Models.Dtype, ct);
             var metrics = new Dictionary<string, double>(StringComparer.Ordinal);
             var examples = new List<object>();
 
-            var heldOut = (await specs.SeedFileAsync(eval.HeldOut, "evaluation.held_out", SeedReader.ReadPrompts, ct))
+            var heldOut = (await Specs.SeedFileAsync(eval.HeldOut, "evaluation.held_out", SeedReader.ReadPrompts, ct))
                 .Select(p => p.Instruction).Take(eval.MaxItems ?? int.MaxValue).ToList();
             var answers = await GreedyAnswersAsync(model, spec, m.RunId, m.CheckpointId, heldOut, ct);
             metrics["eval_items"] = heldOut.Count;
@@ -79,7 +73,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
 
             if (eval.JudgePairs is not null)
             {
-                var labelled = (await specs.SeedFileAsync(eval.JudgePairs, "evaluation.judge_pairs", (bytes, name) => SeedReader.ReadJudgePairs(bytes, name, spec.Judge.MaxScore), ct))
+                var labelled = (await Specs.SeedFileAsync(eval.JudgePairs, "evaluation.judge_pairs", (bytes, name) => SeedReader.ReadJudgePairs(bytes, name, spec.Judge.MaxScore), ct))
                     .Take(eval.MaxJudgeItems ?? int.MaxValue).ToList();
                 var requests = new List<GenerationRequest>();
                 for (int i = 0; i < labelled.Count; i++)
@@ -104,7 +98,7 @@ public sealed partial class EvaluateCheckpointConsumer(IArtifactStore store, Run
             metrics["seconds"] = (DateTimeOffset.UtcNow - started).TotalSeconds;
             // NaN does not survive JSON: a metric that cannot be computed is left out.
             foreach (var key in metrics.Where(kv => double.IsNaN(kv.Value)).Select(kv => kv.Key).ToList()) metrics.Remove(key);
-            await store.PutAsync(new EvaluationRecord
+            await Store.PutAsync(new EvaluationRecord
             {
                 Id = id, RunId = m.RunId, Iteration = checkpoint.Iteration, CheckpointId = m.CheckpointId, Evaluator = evaluatorName,
                 Metrics = metrics, Details = JsonSerializer.Serialize(examples),

@@ -2,16 +2,13 @@ namespace Srlm.Generator;
 
 /// <summary>IterationStarted -> the iteration record and one GeneratePrompts per shard.</summary>
 public sealed partial class IterationStartedConsumer(IArtifactStore store, RunSpecCache specs, ILogger<IterationStartedConsumer> log)
-    : IConsumer<IterationStarted>
+    : RunConsumer<IterationStarted>(store, specs)
 {
-    public async Task Consume(ConsumeContext<IterationStarted> context)
+    protected override async Task HandleAsync(ConsumeContext<IterationStarted> context, IterationStarted m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
         if (m.Iteration < 1 || m.Iteration > spec.Iterations)
             throw new MalformedMessageException($"IterationStarted {context.MessageId}: iteration {m.Iteration} is outside 1..{spec.Iterations}");
-        await store.PutAsync(new IterationRecord { Id = Ids.Iteration(m.RunId, m.Iteration), RunId = m.RunId, Iteration = m.Iteration, StartCheckpointId = m.CheckpointId }, ct);
+        await Store.PutAsync(new IterationRecord { Id = Ids.Iteration(m.RunId, m.Iteration), RunId = m.RunId, Iteration = m.Iteration, StartCheckpointId = m.CheckpointId }, ct);
         int shards = spec.Prompts.Shards;
         await context.SendAllAsync<GeneratePrompts>(Enumerable.Range(0, shards).Select(s => new GeneratePrompts
         {
@@ -28,39 +25,36 @@ public sealed partial class IterationStartedConsumer(IArtifactStore store, RunSp
 /// record. The consumer that finds every shard stored (counted from the store) filters across shards,
 /// stores the "prompt set final" record and sends one GenerateResponses per kept prompt.</summary>
 public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ExternalModels external, ILogger<GeneratePromptsConsumer> log)
-    : IConsumer<GeneratePrompts>
+    : RunConsumer<GeneratePrompts>(store, specs)
 {
-    public async Task Consume(ConsumeContext<GeneratePrompts> context)
+    protected override async Task HandleAsync(ConsumeContext<GeneratePrompts> context, GeneratePrompts m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
         if (m.ShardCount != spec.Prompts.Shards || m.Shard < 0 || m.Shard >= m.ShardCount)
             throw new MalformedMessageException($"GeneratePrompts {context.MessageId}: shard {m.Shard}/{m.ShardCount} does not match spec.prompts.shards = {spec.Prompts.Shards}");
 
         var shardId = Ids.Shard(m.RunId, m.Iteration, m.Shard);
-        if (await store.GetAsync<PromptShardRecord>(shardId, ct) is null)
+        if (await Store.GetAsync<PromptShardRecord>(shardId, ct) is null)
         {
             var texts = await GenerateShardAsync(spec, m, ct);
             var ids = new List<string>();
             for (int i = 0; i < texts.Count; i++)
             {
                 var id = Ids.Prompt(m.RunId, m.Iteration, m.Shard, i);
-                await store.PutAsync(new PromptRecord
+                await Store.PutAsync(new PromptRecord
                 {
                     Id = id, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, Index = i, Text = texts[i].Text,
                     Source = "generated", CheckpointId = texts[i].CheckpointId, Seed = texts[i].Seed, FinishReason = texts[i].FinishReason,
                 }, ct);
                 ids.Add(id);
             }
-            await store.PutAsync(new PromptShardRecord { Id = shardId, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, ShardCount = m.ShardCount, PromptIds = ids }, ct);
+            await Store.PutAsync(new PromptShardRecord { Id = shardId, RunId = m.RunId, Iteration = m.Iteration, Shard = m.Shard, ShardCount = m.ShardCount, PromptIds = ids }, ct);
             LogShard(log, m.RunId, m.Iteration, m.Shard, ids.Count);
         }
 
-        long stored = await store.CountAsync<PromptShardRecord>(ArtifactQuery.OfRun(m.RunId, m.Iteration), ct);
+        long stored = await Store.CountAsync<PromptShardRecord>(ArtifactQuery.OfRun(m.RunId, m.Iteration), ct);
         if (stored < m.ShardCount) return;
         bool redelivered = context.ReceiveContext.Redelivered || context.GetRetryAttempt() > 0;
-        await PromptSetFinaliser.FinaliseAsync(store, specs, spec, m.RunId, m.Iteration, m.CheckpointId, context, resend: redelivered, log, ct);
+        await PromptSetFinaliser.FinaliseAsync(Store, Specs, spec, m.RunId, m.Iteration, m.CheckpointId, context, resend: redelivered, log, ct);
     }
 
     private sealed record Generated(string Text, long Seed, string? CheckpointId, string? FinishReason = null);
@@ -71,12 +65,12 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
         var (start, count) = PromptPool.ShardRange(rawTotal, m.Shard, m.ShardCount);
         if (spec.Prompts.Source == PromptSources.Pool)
         {
-            var pool = (await specs.SeedFileAsync(spec.Prompts.PoolFile, "prompts.pool_file", SeedReader.ReadPrompts, ct)).Select(p => p.Instruction).ToList();
+            var pool = (await Specs.SeedFileAsync(spec.Prompts.PoolFile, "prompts.pool_file", SeedReader.ReadPrompts, ct)).Select(p => p.Instruction).ToList();
             return PromptPool.Slice(pool.Count, spec.Seed, m.Iteration, m.Shard, m.ShardCount, rawTotal)
                 .Select(i => new Generated(pool[i], 0, null)).ToList();
         }
 
-        var seedInstructions = await SeedInstructionsAsync(specs, spec, ct);
+        var seedInstructions = await SeedInstructionsAsync(Specs, spec, ct);
         var earlier = await EarlierPromptsAsync(m.RunId, m.Iteration, ct);
         // models.prompt_model: a fixed checkpoint, or an endpoint whose every call is stored (CallId = the prompt's id); null = M_t.
         var model = await external.GetAsync(models, spec.Models.PromptModel ?? ModelRef.OfFolder(SpecRefs.Checkpoint(m.CheckpointId)), "models.prompt_model",
@@ -100,9 +94,9 @@ public sealed partial class GeneratePromptsConsumer(IArtifactStore store, RunSpe
     private async Task<IReadOnlyList<string>> EarlierPromptsAsync(string runId, int iteration, CancellationToken ct)
     {
         if (iteration <= 1) return [];
-        var set = await store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, iteration - 1), ct);
+        var set = await Store.GetAsync<PromptSetFinalRecord>(Ids.PromptSet(runId, iteration - 1), ct);
         if (set is null) return [];
-        return (await store.GetManyAsync<PromptRecord>(set.PromptIds, ct)).Select(p => p.Text).ToList();
+        return (await Store.GetManyAsync<PromptRecord>(set.PromptIds, ct)).Select(p => p.Text).ToList();
     }
 
     internal static async Task<IReadOnlyList<string>> SeedInstructionsAsync(RunSpecCache specs, RunSpec spec, CancellationToken ct)
@@ -162,17 +156,13 @@ public static partial class PromptSetFinaliser
 /// <summary>GenerateResponses -> N candidates of one prompt in one batched call (each with its own seed),
 /// stored, then one JudgeCandidate per candidate. Stored candidates are not generated again.</summary>
 public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<GenerateResponsesConsumer> log)
-    : IConsumer<GenerateResponses>
+    : RunConsumer<GenerateResponses>(store, specs)
 {
-    public async Task Consume(ConsumeContext<GenerateResponses> context)
+    protected override async Task HandleAsync(ConsumeContext<GenerateResponses> context, GenerateResponses m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
-        var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
-                     ?? throw new MalformedMessageException($"GenerateResponses {context.MessageId}: prompt {m.PromptId} is not stored");
+        var prompt = await RequireAsync<PromptRecord>(context, "prompt", m.PromptId, ct);
         int n = spec.Responses.N;
-        var stored = await store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(m.PromptId), ct);
+        var stored = await Store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(m.PromptId), ct);
         var missing = Enumerable.Range(0, n).Where(i => stored.All(c => c.Index != i)).ToList();
         if (missing.Count > 0)
         {
@@ -183,7 +173,7 @@ public sealed partial class GenerateResponsesConsumer(IArtifactStore store, RunS
             for (int j = 0; j < missing.Count; j++)
             {
                 int i = missing[j];
-                await store.PutAsync(new CandidateRecord
+                await Store.PutAsync(new CandidateRecord
                 {
                     Id = Ids.Candidate(m.PromptId, i), RunId = m.RunId, Iteration = m.Iteration, PromptId = m.PromptId, Index = i,
                     Text = results[j].Text, CheckpointId = m.CheckpointId, Seed = requests[j].Seed, TokenCount = results[j].CompletionTokens,

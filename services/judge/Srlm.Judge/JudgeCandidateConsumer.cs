@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Judging;
+using Srlm.Contracts.Spec;
 using Srlm.Storage;
 
 namespace Srlm.Judge;
@@ -9,22 +10,17 @@ namespace Srlm.Judge;
 /// stored with its raw text, then CandidateJudged with the mean of the valid stored samples. Handling the
 /// message twice generates nothing new and publishes the same event.</summary>
 public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<JudgeCandidateConsumer> log)
-    : IConsumer<JudgeCandidate>
+    : RunConsumer<JudgeCandidate>(store, specs)
 {
-    public async Task Consume(ConsumeContext<JudgeCandidate> context)
+    protected override async Task HandleAsync(ConsumeContext<JudgeCandidate> context, JudgeCandidate m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
-        var candidate = await store.GetAsync<CandidateRecord>(m.CandidateId, ct)
-                        ?? throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: candidate {m.CandidateId} is not stored");
+        var candidate = await RequireAsync<CandidateRecord>(context, "candidate", m.CandidateId, ct);
         if (candidate.PromptId != m.PromptId)
             throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: candidate {m.CandidateId} belongs to prompt {candidate.PromptId}, not {m.PromptId}");
-        var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
-                     ?? throw new MalformedMessageException($"JudgeCandidate {context.MessageId}: prompt {m.PromptId} is not stored");
+        var prompt = await RequireAsync<PromptRecord>(context, "prompt", m.PromptId, ct);
 
         int k = spec.Judge.Samples;
-        var stored = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct);
+        var stored = await Store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct);
         var missing = Enumerable.Range(0, k).Where(i => stored.All(j => j.SampleIndex != i)).ToList();
         if (missing.Count > 0)
         {
@@ -45,7 +41,7 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
                 FinishReason = s.FinishReason,
             }).ToList();
             // The K samples in one store call (one transaction on SQLite).
-            var outcomes = await store.PutManyAsync(records, ct);
+            var outcomes = await Store.PutManyAsync(records, ct);
             for (int i = 0; i < samples.Count; i++)
             {
                 if (outcomes[i] == WriteOutcome.Conflict) LogConflict(log, m.RunId, m.CandidateId, samples[i].SampleIndex);
@@ -54,7 +50,7 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
             // Inserted or Unchanged: what is stored is what was written, so the list read before plus these records is
             // the stored set. A Conflict (a concurrent duplicate wrote different content first) is read back instead.
             stored = outcomes.Contains(WriteOutcome.Conflict)
-                ? await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct)
+                ? await Store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(m.CandidateId), ct)
                 : stored.Concat(records).OrderBy(j => j.Id, StringComparer.Ordinal).ToList();
         }
 

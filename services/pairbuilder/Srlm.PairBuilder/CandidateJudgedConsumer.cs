@@ -2,6 +2,7 @@ using MassTransit;
 using Microsoft.Extensions.Logging;
 using Srlm.Contracts;
 using Srlm.Contracts.Judging;
+using Srlm.Contracts.Spec;
 using Srlm.ServiceKit;
 using Srlm.Messaging.Bus;
 
@@ -12,29 +13,25 @@ namespace Srlm.PairBuilder;
 /// prompt set is settled, the iteration's dataset record is stored and PairsReady published. Both writes
 /// are idempotent, so duplicates and races between replicas settle on the same records.</summary>
 public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpecCache specs, IModelProvider models, ILogger<CandidateJudgedConsumer> log)
-    : IConsumer<CandidateJudged>
+    : RunConsumer<CandidateJudged>(store, specs)
 {
-    public async Task Consume(ConsumeContext<CandidateJudged> context)
+    protected override async Task HandleAsync(ConsumeContext<CandidateJudged> context, CandidateJudged m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
         int n = spec.Responses.N, k = spec.Judge.Samples;
 
         if (!await IsSettledAsync(m.PromptId, ct))
         {
-            var candidates = await store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(m.PromptId), ct);
+            var candidates = await Store.ListAsync<CandidateRecord>(ArtifactQuery.OfParent(m.PromptId), ct);
             if (candidates.Count < n) return; // the rest are still being generated
             var judged = new List<JudgedCandidate>();
             foreach (var c in candidates.OrderBy(c => c.Index))
             {
-                var samples = await store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id), ct);
+                var samples = await Store.ListAsync<JudgementRecord>(ArtifactQuery.OfParent(c.Id), ct);
                 if (samples.Count(s => s.SampleIndex < k) < k) return; // a candidate is still being judged
                 var score = ScoreParser.Mean(samples.Where(s => s.SampleIndex < k).Select(s => s.Score));
                 judged.Add(new JudgedCandidate(c.Id, c.Index, score, c.TokenCount, c.FinishReason == FinishReasons.Length));
             }
-            var prompt = await store.GetAsync<PromptRecord>(m.PromptId, ct)
-                         ?? throw new MalformedMessageException($"CandidateJudged {context.MessageId}: prompt {m.PromptId} is not stored");
+            var prompt = await RequireAsync<PromptRecord>(context, "prompt", m.PromptId, ct);
             // The generator stores what the token rule needs on each candidate, so a pairbuilder loads no
             // model; records written before that fall back to the model's tokenizer.
             var first = candidates[0];
@@ -51,18 +48,18 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             await SettleAsync(m.RunId, m.Iteration, m.PromptId, decision, promptTokens, maxTokens, ct);
         }
 
-        await PairsReadyCheck.PublishIfCompleteAsync(store, m.RunId, m.Iteration, m.CheckpointId, context,
+        await PairsReadyCheck.PublishIfCompleteAsync(Store, m.RunId, m.Iteration, m.CheckpointId, context,
             resend: context.ReceiveContext.Redelivered || context.GetRetryAttempt() > 0, log, ct);
     }
 
     private async Task<bool> IsSettledAsync(string promptId, CancellationToken ct) =>
-        await store.CountAsync<PairRecord>(ArtifactQuery.OfParent(promptId), ct) + await store.CountAsync<PairDropRecord>(ArtifactQuery.OfParent(promptId), ct) > 0;
+        await Store.CountAsync<PairRecord>(ArtifactQuery.OfParent(promptId), ct) + await Store.CountAsync<PairDropRecord>(ArtifactQuery.OfParent(promptId), ct) > 0;
 
     private async Task SettleAsync(string runId, int iteration, string promptId, PairDecision d, int promptTokens, int maxTokens, CancellationToken ct)
     {
         if (d.IsPair)
         {
-            await store.PutAsync(new PairRecord
+            await Store.PutAsync(new PairRecord
             {
                 Id = Ids.Pair(promptId), RunId = runId, Iteration = iteration, PromptId = promptId,
                 ChosenCandidateId = d.Chosen!.CandidateId, RejectedCandidateId = d.Rejected!.CandidateId,
@@ -80,7 +77,7 @@ public sealed partial class CandidateJudgedConsumer(IArtifactStore store, RunSpe
             DropReason.DroppedTruncated => "too few scored candidates not cut by the token limit (spec.pairs.truncated)",
             _ => "fewer candidates with a valid score than spec.pairs.min_valid_scores",
         };
-        await store.PutAsync(new PairDropRecord { Id = Ids.Drop(promptId), RunId = runId, Iteration = iteration, PromptId = promptId, Reason = reason, Detail = detail }, ct);
+        await Store.PutAsync(new PairDropRecord { Id = Ids.Drop(promptId), RunId = runId, Iteration = iteration, PromptId = promptId, Reason = reason, Detail = detail }, ct);
         LogDrop(log, runId, iteration, promptId, PairDecision.CounterName(d.Dropped!.Value));
     }
 

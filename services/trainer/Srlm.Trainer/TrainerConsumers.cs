@@ -6,15 +6,11 @@ namespace Srlm.Trainer;
 /// (CheckpointReady for evaluation and IterationStarted(1)). The consumer only records the job: training
 /// outlives any broker timeout, so the hosted <see cref="TrainingWorker"/> runs it.</summary>
 public sealed partial class RunStartedConsumer(IArtifactStore store, RunSpecCache specs, TrainingJobSignal signal, ILogger<RunStartedConsumer> log)
-    : IConsumer<RunStarted>
+    : RunConsumer<RunStarted>(store, specs)
 {
-    public async Task Consume(ConsumeContext<RunStarted> context)
+    protected override async Task HandleAsync(ConsumeContext<RunStarted> context, RunStarted m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        var spec = await specs.GetAsync(m.RunId, ct);
-        if (await store.GetAsync<CheckpointRecord>(m.CheckpointId, ct) is not { } start)
-            throw new MalformedMessageException($"RunStarted {context.MessageId}: starting checkpoint {m.CheckpointId} is not stored");
+        var start = await RequireAsync<CheckpointRecord>(context, "starting checkpoint", m.CheckpointId, ct);
         if (spec.Models.M1 is not null)
         {
             await context.Publish(new CheckpointReady { RunId = m.RunId, Iteration = 0, CheckpointId = start.Id, ParentCheckpointId = start.ParentCheckpointId }, ct);
@@ -27,7 +23,7 @@ public sealed partial class RunStartedConsumer(IArtifactStore store, RunSpecCach
             Id = Ids.Job(m.RunId, 0, "sft"), Kind = JobKind.Sft, RunId = m.RunId, Iteration = 0,
             InputCheckpointId = start.Id, DatasetId = Ids.SftDataset(m.RunId), OutputCheckpointId = Ids.Checkpoint(m.RunId, 0),
         };
-        await store.EnqueueJobAsync(job, ct);
+        await Store.EnqueueJobAsync(job, ct);
         signal.Notify();
         LogQueued(log, m.RunId, job.Id);
     }
@@ -42,18 +38,14 @@ public sealed partial class RunStartedConsumer(IArtifactStore store, RunSpecCach
 /// <summary>PairsReady -> the DPO job of iteration t (M_t -> M_{t+1}, reference = M_t). A dataset without
 /// pairs cannot train anything: the message is parked and the run fails with that reason.</summary>
 public sealed partial class PairsReadyConsumer(IArtifactStore store, RunSpecCache specs, TrainingJobSignal signal, ILogger<PairsReadyConsumer> log)
-    : IConsumer<PairsReady>
+    : RunConsumer<PairsReady>(store, specs)
 {
-    public async Task Consume(ConsumeContext<PairsReady> context)
+    protected override async Task HandleAsync(ConsumeContext<PairsReady> context, PairsReady m, RunSpec spec, CancellationToken ct)
     {
-        var m = context.Message;
-        var ct = context.CancellationToken;
-        await specs.GetAsync(m.RunId, ct);
-        var dataset = await store.GetAsync<DatasetRecord>(m.DatasetId, ct)
-                      ?? throw new MalformedMessageException($"PairsReady {context.MessageId}: dataset {m.DatasetId} is not stored");
+        var dataset = await RequireAsync<DatasetRecord>(context, "dataset", m.DatasetId, ct);
         if (dataset.PairIds.Count == 0)
         {
-            var s = await store.GetIterationStatusAsync(m.RunId, m.Iteration, ct);
+            var s = await Store.GetIterationStatusAsync(m.RunId, m.Iteration, ct);
             throw new PermanentMessageException(NoPairsReason(m.RunId, m.Iteration, s));
         }
         var job = new JobRecord
@@ -61,7 +53,7 @@ public sealed partial class PairsReadyConsumer(IArtifactStore store, RunSpecCach
             Id = Ids.Job(m.RunId, m.Iteration, "dpo"), Kind = JobKind.Dpo, RunId = m.RunId, Iteration = m.Iteration,
             InputCheckpointId = m.CheckpointId, DatasetId = m.DatasetId, OutputCheckpointId = Ids.Checkpoint(m.RunId, m.Iteration),
         };
-        await store.EnqueueJobAsync(job, ct);
+        await Store.EnqueueJobAsync(job, ct);
         signal.Notify();
         LogQueued(log, m.RunId, m.Iteration, job.Id, dataset.PairIds.Count);
     }
