@@ -12,9 +12,9 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var calls = new Calls();
         var host = await TestBusHost.StartAsync(broker.AmqpUri, x =>
         {
-            x.AddConsumer<BrokerEchoConsumer, BrokerEchoConsumerDefinition>();
-            x.AddConsumer<BrokerAlwaysFailsConsumer, BrokerAlwaysFailsConsumerDefinition>();
-            x.AddConsumer<BrokerFlakyConsumer, BrokerFlakyConsumerDefinition>();
+            x.AddTestConsumer<EchoConsumer<JudgeCandidate>>();
+            x.AddTestConsumer<AlwaysFailsConsumer<PairsReady>>();
+            x.AddTestConsumer<FlakyConsumer<CheckpointReady>>();
         }, s => s.AddSingleton(calls));
         return (host, calls);
     }
@@ -42,7 +42,7 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var published = Assert.Single(await host.Store.QueryJournalAsync(new JournalQuery { RunId = run, Direction = JournalDirection.Published }));
         var consumed = Assert.Single(await host.Store.QueryJournalAsync(new JournalQuery { RunId = run, Direction = JournalDirection.Consumed }));
         Assert.Equal(published.MessageId, consumed.MessageId);
-        Assert.Equal("broker-echo", consumed.Endpoint);
+        Assert.Equal("echo-judge-candidate", consumed.Endpoint);
         Assert.Equal(1, consumed.Iteration);
         Assert.Equal(published.ConversationId, consumed.ConversationId);
     }
@@ -58,17 +58,17 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.GetRunAsync(run))!.State == RunState.Failed, Wait, "run failed");
         Assert.Equal(4, calls.Attempts); // 1 + 3 immediate retries
         var error = Assert.Single(await host.Store.ListErrorsAsync(run));
-        Assert.Equal("broker-always-fails_error", error.Queue);
-        Assert.Contains($"dataset {run}/i2/pairs cannot be read", error.Reason);
-        Assert.Contains("cannot be read", (await host.Store.GetRunAsync(run))!.FailureReason);
+        Assert.Equal("always-fails-pairs-ready_error", error.Queue);
+        Assert.Contains($"PairsReady of run {run} cannot be handled", error.Reason);
+        Assert.Contains("cannot be handled", (await host.Store.GetRunAsync(run))!.FailureReason);
 
         // The message itself sits in the error queue, the reason in MassTransit's fault headers.
         await using var connection = await ConnectAsync();
         await using var channel = await connection.CreateChannelAsync();
-        await TestBusHost.WaitUntilAsync(async () => (await RabbitQueues.DepthsAsync(connection, ["broker-always-fails_error"]))[0].Messages > 0, Wait, "message in the error queue");
-        var parked = await channel.BasicGetAsync("broker-always-fails_error", autoAck: false);
+        await TestBusHost.WaitUntilAsync(async () => (await RabbitQueues.DepthsAsync(connection, ["always-fails-pairs-ready_error"]))[0].Messages > 0, Wait, "message in the error queue");
+        var parked = await channel.BasicGetAsync("always-fails-pairs-ready_error", autoAck: false);
         var headers = parked!.BasicProperties.Headers!;
-        Assert.Contains("cannot be read", Encoding.UTF8.GetString((byte[])headers["MT-Fault-Message"]!));
+        Assert.Contains("cannot be handled", Encoding.UTF8.GetString((byte[])headers["MT-Fault-Message"]!));
         Assert.Contains(run, Encoding.UTF8.GetString(parked.Body.Span));
         await channel.BasicNackAsync(parked.DeliveryTag, false, requeue: true);
     }
@@ -99,26 +99,26 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var props = new BasicProperties { ContentType = "application/vnd.masstransit+json", Persistent = true };
         // 1. Not JSON at all: parked with the serializer's reason (no run can be named).
         var garbage = Guid.NewGuid();
-        await channel.BasicPublishAsync("", "broker-echo", false, new BasicProperties(props) { MessageId = garbage.ToString() }, Encoding.UTF8.GetBytes("this is not json {"));
+        await channel.BasicPublishAsync("", "echo-judge-candidate", false, new BasicProperties(props) { MessageId = garbage.ToString() }, Encoding.UTF8.GetBytes("this is not json {"));
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.ListErrorsAsync()).Any(e => e.MessageId == garbage.ToString()), Wait, "unreadable message recorded");
         var unreadable = (await host.Store.ListErrorsAsync()).Single(e => e.MessageId == garbage.ToString());
-        Assert.Equal("broker-echo_error", unreadable.Queue);
+        Assert.Equal("echo-judge-candidate_error", unreadable.Queue);
         Assert.False(string.IsNullOrWhiteSpace(unreadable.Reason));
 
         // 2. A JudgeCandidate envelope whose message lacks its required ids: parked, the run fails.
         var id = Guid.NewGuid();
         var body = $$$"""{"messageId":"{{{id}}}","messageType":["urn:message:Srlm.Contracts:JudgeCandidate"],"message":{"runId":"{{{run}}}","iteration":1}}""";
-        await channel.BasicPublishAsync("", "broker-echo", false, new BasicProperties(props) { MessageId = id.ToString() }, Encoding.UTF8.GetBytes(body));
+        await channel.BasicPublishAsync("", "echo-judge-candidate", false, new BasicProperties(props) { MessageId = id.ToString() }, Encoding.UTF8.GetBytes(body));
 
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.ListErrorsAsync(run)).Count == 1, Wait, "error recorded");
         var error = (await host.Store.ListErrorsAsync(run))[0];
-        Assert.Equal("broker-echo_error", error.Queue);
+        Assert.Equal("echo-judge-candidate_error", error.Queue);
         Assert.Contains("missing required properties including: 'checkpointId', 'promptId', 'candidateId'", error.Reason);
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.GetRunAsync(run))!.State == RunState.Failed, Wait, "run failed");
         Assert.Equal(0, calls.Attempts);
         IReadOnlyList<QueueDepth> depths = [];
-        await TestBusHost.WaitUntilAsync(async () => (depths = await RabbitQueues.DepthsAsync(connection, ["broker-echo_error", "broker-echo_skipped"]))[0].Messages >= 2,
-            Wait, $"both malformed messages in broker-echo_error ({string.Join(", ", depths)})");
+        await TestBusHost.WaitUntilAsync(async () => (depths = await RabbitQueues.DepthsAsync(connection, ["echo-judge-candidate_error", "echo-judge-candidate_skipped"]))[0].Messages >= 2,
+            Wait, $"both malformed messages in echo-judge-candidate_error ({string.Join(", ", depths)})");
 
         var run2 = await RunAsync(host.Store);
         await host.Bus.Publish(new JudgeCandidate { RunId = run2, Iteration = 1, CheckpointId = "c", PromptId = "p", CandidateId = run2 + "/c" });
@@ -138,8 +138,8 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         var env = new Dictionary<string, string> { ["SRLM_BUS"] = fixture.Require().AmqpUri, ["SRLM_STORE"] = "sqlite://" + Path.Combine(host.Folder, "srlm.db") };
         await using var cli = new ServiceHarness(env);
         var last = "";
-        for (var deadline = DateTime.UtcNow + Wait; !last.Contains("broker-flaky_error 1/0", StringComparison.Ordinal); await Task.Delay(500))
-            if (DateTime.UtcNow > deadline) Assert.Fail($"status never showed broker-flaky_error 1/0: {last}");
+        for (var deadline = DateTime.UtcNow + Wait; !last.Contains("flaky-checkpoint-ready_error 1/0", StringComparison.Ordinal); await Task.Delay(500))
+            if (DateTime.UtcNow > deadline) Assert.Fail($"status never showed flaky-checkpoint-ready_error 1/0: {last}");
             else last = (await cli.CliAsync(TimeSpan.FromSeconds(60), "status", run)).Output;
         var status = await cli.CliAsync(TimeSpan.FromSeconds(60), "status", run);
         Assert.Equal(1, status.ExitCode); // failed
@@ -150,7 +150,7 @@ public sealed class BrokerBusTests(RabbitMqFixture fixture) : IClassFixture<Rabb
         calls.Failing = false;
         var requeue = await cli.CliAsync(TimeSpan.FromSeconds(60), "errors", "requeue", "--run", run);
         Assert.True(requeue.ExitCode == 0, requeue.Output);
-        Assert.Contains("broker-flaky_error: 1 messages moved back to broker-flaky", requeue.Output);
+        Assert.Contains("flaky-checkpoint-ready_error: 1 messages moved back to flaky-checkpoint-ready", requeue.Output);
         Assert.Contains($"run {run} reopened", requeue.Output);
         await TestBusHost.WaitUntilAsync(() => Task.FromResult(calls.Handled.Count == 1), Wait, "the requeued message handled");
         Assert.Empty(await host.Store.ListErrorsAsync(run));

@@ -17,7 +17,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task A_consumed_message_is_journaled_as_published_and_consumed_with_its_envelope()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitEchoConsumer, UnitEchoConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<EchoConsumer<IterationStarted>>());
         await using var _ = host;
         await host.Store.CreateRunAsync("run-a", "{}", 1);
         var message = new IterationStarted { RunId = "run-a", Iteration = 2, CheckpointId = "run-a/m2" };
@@ -32,7 +32,7 @@ public sealed class BusInMemoryTests
         Assert.Equal(published.MessageId, consumed.MessageId);
         Assert.Equal("Srlm.Contracts.IterationStarted", consumed.MessageType);
         Assert.Equal(2, consumed.Iteration);
-        Assert.Equal("unit-echo", consumed.Endpoint);
+        Assert.Equal("echo-iteration-started", consumed.Endpoint);
         Assert.NotNull(consumed.ConversationId);
         Assert.Contains("test", consumed.Host);
         Assert.Contains("\"checkpointId\":\"run-a/m2\"", consumed.BodyJson);
@@ -41,7 +41,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task A_failing_message_is_tried_four_times_then_recorded_and_the_run_fails_with_the_reason()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitAlwaysFailsConsumer, UnitAlwaysFailsConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<AlwaysFailsConsumer<GeneratePrompts>>());
         await using var _ = host;
         await host.Store.CreateRunAsync("run-b", "{}", 1);
         await host.Bus.Publish(new GeneratePrompts { RunId = "run-b", Iteration = 1, CheckpointId = "run-b/m1", Shard = 3, ShardCount = 4 });
@@ -49,13 +49,13 @@ public sealed class BusInMemoryTests
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.GetRunAsync("run-b"))!.State == RunState.Failed, Wait, "run failed");
         Assert.Equal(1 + 3, calls.Attempts);
         var error = Assert.Single(await host.Store.ListErrorsAsync("run-b"));
-        Assert.Equal("unit-always-fails_error", error.Queue);
-        Assert.Contains("boom on shard 3", error.Reason);
+        Assert.Equal("always-fails-generate-prompts_error", error.Queue);
+        Assert.Contains("GeneratePrompts of run run-b cannot be handled", error.Reason);
         Assert.Equal("System.InvalidOperationException", error.ExceptionType);
         Assert.Equal(1, error.Iteration);
         var run = await host.Store.GetRunAsync("run-b");
-        Assert.Contains("boom on shard 3", run!.FailureReason);
-        Assert.Contains("unit-always-fails_error", run.FailureReason);
+        Assert.Contains("GeneratePrompts of run run-b cannot be handled", run!.FailureReason);
+        Assert.Contains("always-fails-generate-prompts_error", run.FailureReason);
         await TestBusHost.WaitUntilAsync(async () =>
             await host.Store.CountJournalAsync(new JournalQuery { RunId = "run-b", MessageType = "Srlm.Contracts.RunFailed" }) >= 1, Wait, "RunFailed journaled");
         await TestBusHost.WaitUntilAsync(async () =>
@@ -66,7 +66,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task An_error_a_retry_cannot_fix_is_parked_after_one_attempt()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitPermanentFailureConsumer, UnitPermanentFailureConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<PermanentFailureConsumer<GenerateResponses>>());
         await using var _ = host;
         await host.Store.CreateRunAsync("run-c", "{}", 1);
         await host.Bus.Publish(new GenerateResponses { RunId = "run-c", Iteration = 1, CheckpointId = "x", PromptId = "other/i1/p0-0" });
@@ -79,7 +79,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task A_message_for_an_unknown_run_is_parked_without_reaching_the_consumer_and_work_goes_on()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitEchoConsumer, UnitEchoConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<EchoConsumer<IterationStarted>>());
         await using var _ = host;
         await host.Bus.Publish(new IterationStarted { RunId = "no-such-run", Iteration = 1, CheckpointId = "c" });
         await TestBusHost.WaitUntilAsync(async () => (await host.Store.ListErrorsAsync("no-such-run")).Count == 1, Wait, "error recorded");
@@ -95,7 +95,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task Messages_of_a_cancelled_run_are_acknowledged_without_work()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitEchoConsumer, UnitEchoConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<EchoConsumer<IterationStarted>>());
         await using var _ = host;
         await host.Store.CreateRunAsync("run-e", "{}", 1);
         await host.Store.SetRunStateAsync("run-e", RunState.Cancelled);
@@ -111,7 +111,7 @@ public sealed class BusInMemoryTests
     [Fact]
     public async Task Replay_republishes_a_journaled_slice_into_a_new_run()
     {
-        var (host, calls) = await StartAsync(x => x.AddConsumer<UnitEchoConsumer, UnitEchoConsumerDefinition>());
+        var (host, calls) = await StartAsync(x => x.AddTestConsumer<EchoConsumer<IterationStarted>>());
         await using var _ = host;
         await host.Store.CreateRunAsync("run-r", "{}", 1);
         await host.Bus.Publish(new IterationStarted { RunId = "run-r", Iteration = 1, CheckpointId = "run-r/m1" });
