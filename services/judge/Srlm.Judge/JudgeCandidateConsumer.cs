@@ -28,17 +28,9 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
             var samples = await Judging.SampleAsync(model, spec, m.RunId, prompt.Text, candidate.Text, m.CandidateId, missing, ct);
             var records = samples.Select(s => new JudgementRecord
             {
-                Id = Ids.Judgement(m.CandidateId, s.SampleIndex),
-                RunId = m.RunId,
-                Iteration = m.Iteration,
-                PromptId = m.PromptId,
-                CandidateId = m.CandidateId,
-                SampleIndex = s.SampleIndex,
-                RawText = s.RawText,
-                Score = s.Parsed.Score,
-                Seed = s.Seed,
-                CheckpointId = m.CheckpointId,
-                FinishReason = s.FinishReason,
+                Id = Ids.Judgement(m.CandidateId, s.SampleIndex), RunId = m.RunId, Iteration = m.Iteration, PromptId = m.PromptId,
+                CandidateId = m.CandidateId, CheckpointId = m.CheckpointId,
+                SampleIndex = s.SampleIndex, RawText = s.RawText, Score = s.Parsed.Score, Seed = s.Seed, FinishReason = s.FinishReason,
             }).ToList();
             // The K samples in one store call (one transaction on SQLite).
             var outcomes = await Store.PutManyAsync(records, ct);
@@ -59,14 +51,8 @@ public sealed partial class JudgeCandidateConsumer(IArtifactStore store, RunSpec
         var valid = samplesOfRecord.Count(j => j.Score is not null);
         await context.Publish(new CandidateJudged
         {
-            RunId = m.RunId,
-            Iteration = m.Iteration,
-            CheckpointId = m.CheckpointId,
-            PromptId = m.PromptId,
-            CandidateId = m.CandidateId,
-            Samples = samplesOfRecord.Count,
-            ValidSamples = valid,
-            Score = ScoreParser.Mean(samplesOfRecord.Select(j => j.Score)),
+            RunId = m.RunId, Iteration = m.Iteration, CheckpointId = m.CheckpointId, PromptId = m.PromptId, CandidateId = m.CandidateId,
+            Samples = samplesOfRecord.Count, ValidSamples = valid, Score = ScoreParser.Mean(samplesOfRecord.Select(j => j.Score)),
         }, ct);
         LogJudged(log, m.RunId, m.Iteration, m.CandidateId, valid, samplesOfRecord.Count);
     }

@@ -3,20 +3,8 @@ namespace Srlm.Storage.Sqlite;
 // SqliteArtifactStore: journal.
 public sealed partial class SqliteArtifactStore
 {
-    public Task<WriteOutcome> AppendJournalAsync(JournalEntry e, CancellationToken ct = default)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(e.Id);
-        return InWriteTransaction((c, tx) =>
-        {
-            using var ins = Cmd(c, """
-                INSERT INTO journal(id, message_id, conversation_id, correlation_id, message_type, direction, endpoint, headers_json, body_json, time, host, run_id, iteration)
-                VALUES($id, $mid, $conv, $corr, $type, $dir, $ep, $hdr, $body, $time, $host, $run, $t) ON CONFLICT(id) DO NOTHING
-                """, tx, ("$id", e.Id), ("$mid", e.MessageId), ("$conv", e.ConversationId), ("$corr", e.CorrelationId), ("$type", e.MessageType),
-                ("$dir", e.Direction.ToString()), ("$ep", e.Endpoint), ("$hdr", ArtifactJson.Serialize(e.Headers)), ("$body", e.BodyJson),
-                ("$time", ArtifactJson.Time(e.Time)), ("$host", e.Host), ("$run", e.RunId), ("$t", e.Iteration));
-            return ins.ExecuteNonQuery() == 1 ? WriteOutcome.Inserted : WriteOutcome.Unchanged;
-        }, ct);
-    }
+    /// <summary>One entry: the batch path with one element (the same statement, one transaction).</summary>
+    public async Task<WriteOutcome> AppendJournalAsync(JournalEntry e, CancellationToken ct = default) => (await AppendJournalManyAsync([e], ct))[0];
 
     public Task<IReadOnlyList<WriteOutcome>> AppendJournalManyAsync(IReadOnlyList<JournalEntry> entries, CancellationToken ct = default)
     {

@@ -6,18 +6,10 @@ public class GenerateCommandTests
 {
     private static Task<(int Code, string Out, string Err)> Run(params string[] args) => CliConsole.RunAsync(args);
 
-    private static string Saved(long seed)
-    {
-        var dir = TestModels.TempDir("cli");
-        using var lm = TestModels.CharModel(seed);
-        lm.Save(dir);
-        return dir;
-    }
-
     [Fact]
     public async Task Generate_prints_only_the_greedy_continuation_at_temperature_zero()
     {
-        var dir = Saved(31);
+        var dir = TestModels.SavedCharModel("cli", 31);
         var (code, stdout, stderr) = await Run("generate", "--model", dir, "--prompt", "hello there", "--max-new-tokens", "20", "--temperature", "0");
         Assert.True(code == 0, stderr);
         using var lm = LanguageModel.Load(dir);
@@ -31,7 +23,7 @@ public class GenerateCommandTests
     [Fact]
     public async Task Generate_with_a_seed_is_reproducible_and_seeds_differ()
     {
-        var dir = Saved(32);
+        var dir = TestModels.SavedCharModel("cli", 32);
         string[] Args(string seed) => ["generate", "--model", dir, "--prompt", "abc", "--max-new-tokens", "24", "--temperature", "1.0", "--top-p", "0.95", "--top-k", "50", "--seed", seed];
         var a = await Run(Args("1"));
         var b = await Run(Args("1"));
@@ -45,7 +37,7 @@ public class GenerateCommandTests
     [Fact]
     public async Task Generate_reports_a_bad_checkpoint_as_one_line_on_stderr()
     {
-        var dir = Saved(33);
+        var dir = TestModels.SavedCharModel("cli", 33);
         File.WriteAllBytes(Path.Combine(dir, Checkpoint.WeightsFile), [1, 2, 3]);
         var (code, stdout, stderr) = await Run("generate", "--model", dir, "--prompt", "x");
         Assert.NotEqual(0, code);
@@ -58,7 +50,7 @@ public class GenerateCommandTests
     [Fact]
     public async Task Generate_rejects_bad_options_with_usage_errors()
     {
-        var dir = Saved(34);
+        var dir = TestModels.SavedCharModel("cli", 34);
         var (code, stdout, stderr) = await Run("generate", "--model", dir, "--prompt", "x", "--temperature", "-1");
         Assert.Equal(2, code);
         Assert.Contains("temperature", stderr);

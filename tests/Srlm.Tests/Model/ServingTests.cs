@@ -2,18 +2,10 @@ namespace Srlm.Tests.Model;
 
 public class ServingTests
 {
-    private static string SaveCharModel(long seed)
-    {
-        var dir = TestModels.TempDir("served");
-        using var lm = TestModels.CharModel(seed);
-        lm.Save(dir);
-        return dir;
-    }
-
     [Fact]
     public async Task Model_work_runs_on_the_executor_thread_and_results_match_direct_generation()
     {
-        var dir = SaveCharModel(21);
+        var dir = TestModels.SavedCharModel("served", 21);
         using var served = await ServedModel.LoadAsync("m21", dir);
         var ids = served.Tokenizer.Encode("hello", addBos: true);
         var options = new SamplingOptions { MaxNewTokens = 10, Temperature = 0.8 };
@@ -32,7 +24,7 @@ public class ServingTests
     [Fact]
     public async Task Concurrent_generation_calls_with_the_same_settings_run_as_one_batch_with_unchanged_texts()
     {
-        var dir = SaveCharModel(22);
+        var dir = TestModels.SavedCharModel("served", 22);
         using var served = await ServedModel.LoadAsync("m22", dir);
         var sampled = new SamplingOptions { MaxNewTokens = 8, Temperature = 0.9, TopP = 0.95 };
         var greedy = SamplingOptions.Greedy(6);
@@ -81,7 +73,7 @@ public class ServingTests
     [Fact]
     public async Task Cache_loads_once_evicts_the_least_recently_used_and_keeps_leased_models()
     {
-        var dirs = new Dictionary<string, string> { ["a"] = SaveCharModel(1), ["b"] = SaveCharModel(2), ["c"] = SaveCharModel(3) };
+        var dirs = new Dictionary<string, string> { ["a"] = TestModels.SavedCharModel("served", 1), ["b"] = TestModels.SavedCharModel("served", 2), ["c"] = TestModels.SavedCharModel("served", 3) };
         int loads = 0;
         long oneModel;
         using (var probe = LanguageModel.Load(dirs["a"])) oneModel = probe.WeightBytes;

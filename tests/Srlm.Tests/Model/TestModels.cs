@@ -45,6 +45,15 @@ internal static class TestModels
         return new LanguageModel(model, tok, Srlm.Model.Tokenization.PromptTemplate.Plain, new GenerationSettings());
     }
 
+    /// <summary>A <see cref="CharModel"/> saved as a checkpoint folder in a new temporary folder named after <paramref name="name"/>.</summary>
+    public static string SavedCharModel(string name, long seed)
+    {
+        var dir = TempDir(name);
+        using var lm = CharModel(seed);
+        lm.Save(dir);
+        return dir;
+    }
+
     public static string TempDir(string name)
     {
         var d = Path.Combine(Path.GetTempPath(), "srlm-tests", name + "-" + Guid.NewGuid().ToString("N")[..8]);

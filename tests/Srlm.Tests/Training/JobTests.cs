@@ -127,11 +127,7 @@ public class JobTests
     public async Task Resume_after_sigkill_of_the_training_process_gives_bit_identical_weights()
     {
         using var dir = new Tiny.TempDir();
-        var parent = WriteParent(dir.Sub("m0"));
-        var pairsFile = dir.Sub("pairs.jsonl");
-        WritePairs(pairsFile, Pairs(48, 3));
-        var optionsFile = dir.Sub("options.json");
-        File.WriteAllText(optionsFile, """{ "BatchSize": 4, "MicroBatchSize": 2, "Epochs": 1, "LearningRate": 1e-3, "MinLearningRate": 1e-4, "Dropout": 0.1, "SaveStateEverySteps": 1 }""");
+        var (parent, pairsFile, optionsFile) = DpoInputs(dir, Pairs(48, 3), """ "Dropout": 0.1, "SaveStateEverySteps": 1 """);
         string[] Args(string name) => ["train", "dpo", "--parent", parent, "--pairs", pairsFile, "--options", optionsFile, "--state", dir.Sub(name + "-state"), "--out", dir.Sub(name)];
 
         var straight = await Srlm(Args("straight"), killAfterStep: null);
@@ -156,13 +152,9 @@ public class JobTests
     public async Task Train_dpo_with_replay_needs_a_replay_file_and_records_the_replay_in_training_meta()
     {
         using var dir = new Tiny.TempDir();
-        var parent = WriteParent(dir.Sub("m0"));
-        var pairsFile = dir.Sub("pairs.jsonl");
-        WritePairs(pairsFile, Pairs(8, 5));
+        var (parent, pairsFile, optionsFile) = DpoInputs(dir, Pairs(8, 5), """ "ReplayPerPair": 1, "ReplayWeight": 2 """);
         var iftFile = dir.Sub("ift.jsonl");
         File.WriteAllLines(iftFile, Enumerable.Range(0, 6).Select(i => JsonSerializer.Serialize(new { instruction = $"{i}+1?", answer = $"{i + 1}." })));
-        var optionsFile = dir.Sub("options.json");
-        File.WriteAllText(optionsFile, """{ "BatchSize": 4, "MicroBatchSize": 2, "Epochs": 1, "LearningRate": 1e-3, "MinLearningRate": 1e-4, "ReplayPerPair": 1, "ReplayWeight": 2 }""");
         string[] Args(params string[] extra) => ["train", "dpo", "--parent", parent, "--pairs", pairsFile, "--options", optionsFile, "--state", dir.Sub("state"), "--out", dir.Sub("out"), .. extra];
 
         var missing = await Srlm(Args(), killAfterStep: null);
@@ -175,6 +167,18 @@ public class JobTests
         var meta = TrainingMeta.Load(dir.Sub("out"));
         Assert.Equal(1, meta.Hyperparameters.GetProperty("ReplayPerPair").GetInt32());
         Assert.Equal(2, meta.Hyperparameters.GetProperty("ReplayWeight").GetDouble());
+    }
+
+    /// <summary>The files of a `srlm train dpo` call in <paramref name="dir"/>: a parent checkpoint (m0), the pairs, and
+    /// options of 4-pair batches in micro-batches of 2 for one epoch, plus <paramref name="moreOptions"/>.</summary>
+    private static (string Parent, string PairsFile, string OptionsFile) DpoInputs(Tiny.TempDir dir, IEnumerable<PreferencePair> pairs, string moreOptions)
+    {
+        var parent = WriteParent(dir.Sub("m0"));
+        var pairsFile = dir.Sub("pairs.jsonl");
+        WritePairs(pairsFile, pairs);
+        var optionsFile = dir.Sub("options.json");
+        File.WriteAllText(optionsFile, $$"""{ "BatchSize": 4, "MicroBatchSize": 2, "Epochs": 1, "LearningRate": 1e-3, "MinLearningRate": 1e-4, {{moreOptions}} }""");
+        return (parent, pairsFile, optionsFile);
     }
 
     /// <summary>Runs srlm (the CLI beside the tests) with one libtorch thread; optionally SIGKILLs it once
