@@ -242,7 +242,7 @@ public abstract class ArtifactStoreConformance
         await using var store = await OpenFreshAsync();
         var t0 = Clock.GetUtcNow();
         var stored = Make.Journal(Run, 1, "m0", "JudgeCandidate", JournalDirection.Published, t0);
-        Assert.Equal(WriteOutcome.Inserted, await store.AppendJournalAsync(stored));
+        Assert.Equal([WriteOutcome.Inserted], await store.AppendJournalManyAsync([stored]));
         var batch = new[]
         {
             Make.Journal(Run, 1, "m1", "JudgeCandidate", JournalDirection.Consumed, t0.AddSeconds(1)),
