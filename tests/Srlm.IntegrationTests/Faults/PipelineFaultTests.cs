@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 
+// Over 300 lines on purpose: every fault test of the pipeline run as OS processes shares this class's harness (its services started, killed and restarted, its waits, its store checks) and the fixture's one completed run.
 namespace Srlm.IntegrationTests.Faults;
 
 /// <summary>The pipeline as separate OS processes (srlm-generator, srlm-judge, srlm-pairbuilder, srlm-trainer and the

@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: the one proof of device placement, read top to bottom: SRLM_DEVICE values, the source check, then the forward, log-probs and DPO steps on meta and the meta stand-ins.
 namespace Srlm.Tests.Model;
 
 /// <summary>

@@ -1,4 +1,3 @@
-using Srlm.Contracts.Spec;
 using Srlm.Judge;
 using Srlm.ServiceKit;
 

@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
+// Over 300 lines on purpose: the fake OpenAI-compatible endpoint and every test that runs against it (model references, retries, timeouts, keys, and the endpoint as prompt model and as judge).
 namespace Srlm.Tests.Serving;
 
 /// <summary>A fake OpenAI-compatible endpoint on a free 127.0.0.1 port (ASP.NET Core minimal API): every

@@ -1,16 +1,12 @@
 #pragma warning disable OPENAI001 // ChatCompletionOptions.Seed is marked experimental
 using System.ClientModel;
 using System.ClientModel.Primitives;
-using System.Diagnostics;
 using System.Net;
-using System.Text;
-using System.Text.Json.Nodes;
 using OpenAI;
 using OpenAI.Chat;
 using Srlm.Cli.Serving;
-using Srlm.Model;
-using Srlm.Tests.Model;
 
+// Over 300 lines on purpose: the tests of `srlm serve`'s API (chat, completions, streaming, n, errors, concurrency, the queue limit, keys, clients) beside the one fixture whose server most of them share.
 namespace Srlm.Tests.Serving;
 
 /// <summary>One tiny checkpoint folder served on a free 127.0.0.1 port for a test class.</summary>

@@ -1,3 +1,4 @@
+// Over 300 lines on purpose: the one contract every store backend runs (SQLite here, MongoDB where it exists), in one abstract class so both backends run exactly the same tests.
 namespace Srlm.Tests.Storage;
 
 /// <summary>
