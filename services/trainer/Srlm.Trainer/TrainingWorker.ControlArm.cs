@@ -25,8 +25,7 @@ public sealed partial class TrainingWorker
                 await Task.Delay(options.PollInterval, ct);
                 if (!await RenewAsync(job, jobProgress.Step, null, ct)) return null;
             }
-            var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
-            var mainPairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
+            var mainPairs = await DatasetPairsAsync(job, ct);
             var prompts = (await store.GetManyAsync<PromptRecord>(mainPairs.Select(p => p.PromptId).Distinct(StringComparer.Ordinal), ct))
                 .OrderBy(p => p.Id, StringComparer.Ordinal).ToList();
             var model = await models.GetAsync(inputId, spec.Models.Dtype, ct);

@@ -14,8 +14,7 @@ public sealed partial class TrainingWorker
         if (job.Kind == JobKind.Sft)
             return common with { Sft = await SeedInputs.SftAsync(specs, spec, ct) };
 
-        var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
-        var pairs = await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
+        var pairs = await DatasetPairsAsync(job, ct);
         var candidateIds = pairs.SelectMany(p => new[] { p.ChosenCandidateId, p.RejectedCandidateId });
         var candidates = (await store.GetManyAsync<CandidateRecord>(candidateIds, ct)).ToDictionary(c => c.Id, StringComparer.Ordinal);
         var prompts = (await store.GetManyAsync<PromptRecord>(pairs.Select(p => p.PromptId), ct)).ToDictionary(p => p.Id, StringComparer.Ordinal);
@@ -26,4 +25,11 @@ public sealed partial class TrainingWorker
     /// <summary>The examples a DPO job replays: the SFT examples, when the spec asks for replay.</summary>
     private async Task<IReadOnlyList<TextExample>?> ReplayAsync(RunSpec spec, CancellationToken ct) =>
         spec.Training.Dpo.ReplayPerPair > 0 ? await SeedInputs.SftAsync(specs, spec, ct) : null;
+
+    /// <summary>The pairs of a DPO job's dataset (the iteration's, which the control arm samples its prompts from too).</summary>
+    private async Task<IReadOnlyList<PairRecord>> DatasetPairsAsync(JobRecord job, CancellationToken ct)
+    {
+        var dataset = await store.GetAsync<DatasetRecord>(job.DatasetId!, ct) ?? throw new InvalidOperationException($"job {job.Id}: dataset {job.DatasetId} is not stored");
+        return await store.GetManyAsync<PairRecord>(dataset.PairIds, ct);
+    }
 }

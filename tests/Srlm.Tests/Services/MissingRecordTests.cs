@@ -59,8 +59,10 @@ public sealed class MissingRecordTests
         await host.Bus.Publish(new PairsReady { RunId = "pr", Iteration = 1, CheckpointId = "pr/m1", DatasetId = "pr/no-dataset", Pairs = 1 });
         await host.Bus.Publish(new EvaluateCheckpoint { RunId = "ec", Iteration = 1, CheckpointId = "ec/no-checkpoint" });
 
-        await TestBusHost.WaitUntilAsync(async () => (await store.ListErrorsAsync()).Count >= expected.Length, TimeSpan.FromSeconds(60),
-            $"{expected.Length} errors recorded");
+        // The fault consumer stores the error, then fails the run: wait for both.
+        await TestBusHost.WaitUntilAsync(async () => (await store.ListErrorsAsync()).Count >= expected.Length
+            && (await store.ListRunsAsync()).All(r => r.State == RunState.Failed), TimeSpan.FromSeconds(60),
+            $"{expected.Length} errors recorded and their runs failed");
         var errors = await store.ListErrorsAsync();
         Assert.Equal(expected.Length, errors.Count);
         foreach (var (run, type, what, id) in expected)
