@@ -53,13 +53,9 @@ public sealed class FlakyConsumer<T>(Calls calls) : IConsumer<T> where T : class
 /// <summary>The production retry and parking policy, on a queue named after the consumer and its message type.</summary>
 public sealed class TestConsumerDefinition<TConsumer> : SrlmConsumerDefinition<TConsumer> where TConsumer : class, IConsumer
 {
-    public TestConsumerDefinition() => EndpointName = QueueName;
-
-    public static string QueueName { get; } = Kebab(typeof(TConsumer).Name[..typeof(TConsumer).Name.IndexOf("Consumer`", StringComparison.Ordinal)])
-                                              + "-" + Kebab(typeof(TConsumer).GetGenericArguments()[0].Name);
-
-    private static string Kebab(string pascal) =>
-        string.Concat(pascal.Select((c, i) => char.IsUpper(c) && i > 0 ? "-" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()));
+    /// <summary>"Echo" and "JudgeCandidate" give "echo-judge-candidate", by the bus's own kebab-case formatter.</summary>
+    public TestConsumerDefinition() => EndpointName = SrlmBusExtensions.EndpointNameFormatter.SanitizeName(
+        typeof(TConsumer).Name.Replace("Consumer`1", "", StringComparison.Ordinal) + typeof(TConsumer).GetGenericArguments()[0].Name);
 }
 
 public static class TestConsumerRegistration
